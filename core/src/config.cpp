@@ -1,0 +1,170 @@
+#include "galvani/core/config.h"
+
+#include <toml++/toml.h>
+
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <set>
+#include <sstream>
+
+namespace fs = std::filesystem;
+
+namespace galvani::core {
+namespace {
+
+OptionValue convert(const toml::node& node, const std::string& where) {
+  if (auto v = node.as_boolean()) return OptionValue::boolean(v->get());
+  if (auto v = node.as_integer()) return OptionValue::integer(v->get());
+  if (auto v = node.as_floating_point()) return OptionValue::floating(v->get());
+  if (auto v = node.as_string()) return OptionValue::string(v->get());
+  if (auto v = node.as_array()) {
+    std::vector<OptionValue> items;
+    for (std::size_t i = 0; i < v->size(); ++i) items.push_back(convert(*v->get(i), where + "[" + std::to_string(i) + "]"));
+    return OptionValue::list(std::move(items));
+  }
+  if (auto v = node.as_table()) {
+    std::map<std::string, OptionValue> items;
+    for (auto&& [key, child] : *v) {
+      const std::string k(key.str());
+      items.emplace(k, convert(child, where.empty() ? k : where + "." + k));
+    }
+    return OptionValue::dict(std::move(items));
+  }
+  throw ConfigError(where + ": dates and times are not supported here");
+}
+
+std::string resolve(const std::string& base, const std::string& path) {
+  if (path.empty() || fs::path(path).is_absolute()) return path;
+  return (fs::path(base) / path).lexically_normal().string();
+}
+
+bool is_keyword(const std::string& s, std::initializer_list<const char*> words) {
+  for (const char* w : words)
+    if (s == w) return true;
+  return false;
+}
+
+RunConfig build(const OptionValue& root, const std::string& base_dir, const std::string& source) {
+  RunConfig cfg;
+  cfg.source = source;
+  cfg.base_dir = base_dir;
+  cfg.echo = root;
+  const Options top("", root.table);
+
+  {
+    const Options m = top.table("model");
+    if (!top.has("model")) throw ConfigError(source + ": the [model] table is required (with path = \"model.pt\")");
+    cfg.model.path = m.get_string("path", "");
+    if (cfg.model.path.empty()) throw ConfigError("model.path: required (a TorchScript .pt file)");
+    cfg.model.path = resolve(base_dir, cfg.model.path);
+    cfg.model.backend = m.get_string("backend", cfg.model.backend);
+    cfg.model.device = m.get_string("device", cfg.model.device);
+    cfg.model.output = parse_output_mode(m.get_choice("output", "logit", {"logit", "probability", "logit-minus-mean"}));
+    cfg.model.dtype = m.get_choice("dtype", "model", {"model", "float32", "float64"});
+  }
+  {
+    const Options d = top.table("data");
+    if (!top.has("data")) throw ConfigError(source + ": the [data] table is required (with inputs = \"inputs.pt\")");
+    cfg.data.inputs = d.get_string("inputs", "");
+    if (cfg.data.inputs.empty()) throw ConfigError("data.inputs: required (a tensor file saved with torch.save)");
+    cfg.data.inputs = resolve(base_dir, cfg.data.inputs);
+    cfg.data.baselines = d.get_string("baselines", "zeros");
+    if (!is_keyword(cfg.data.baselines, {"zeros", "mean"})) cfg.data.baselines = resolve(base_dir, cfg.data.baselines);
+    if (auto t = d.get_raw("target")) {
+      if (t->kind == OptionValue::Kind::Int) {
+        if (t->i < 0) throw ConfigError("data.target: a class index must be ≥ 0, got " + std::to_string(t->i));
+        cfg.data.target = std::to_string(t->i);
+      } else if (t->kind == OptionValue::Kind::String) {
+        cfg.data.target = t->s == "predicted" ? t->s : resolve(base_dir, t->s);
+      } else {
+        throw ConfigError(std::string("data.target: expected \"predicted\", a class index or a tensor file, got ") +
+                          t->kind_name() + " " + t->repr());
+      }
+    }
+    cfg.data.limit = d.get_int_in("limit", 0, 0, std::numeric_limits<std::int64_t>::max());
+  }
+  if (auto methods = top.get_raw("methods")) {
+    if (methods->kind != OptionValue::Kind::Array)
+      throw ConfigError("methods: expected an array of tables ([[methods]]), got " + std::string(methods->kind_name()));
+    std::set<std::string> names;
+    for (std::size_t i = 0; i < methods->array.size(); ++i) {
+      const auto& entry = methods->array[i];
+      const std::string where = "methods[" + std::to_string(i) + "]";
+      if (entry.kind != OptionValue::Kind::Table) throw ConfigError(where + ": expected a table");
+      MethodConfig mc;
+      mc.options = Options(where, entry.table);
+      const Options& o = mc.options;
+      mc.plugin = o.get_string("plugin", "");
+      if (mc.plugin.empty()) throw ConfigError(where + ".plugin: required (the method to run, e.g. \"conductance\")");
+      mc.name = o.get_string("name", mc.plugin);
+      if (!names.insert(mc.name).second)
+        throw ConfigError(where + ".name: \"" + mc.name +
+                          "\" is used by another method of this run; give each entry a distinct name");
+      if (mc.name.find('/') != std::string::npos || mc.name == "." || mc.name == "..")
+        throw ConfigError(where + ".name: \"" + mc.name + "\" cannot be used as a folder name");
+      mc.layers = o.get_strings("layers", {});
+      mc.path = o.get_string("path", mc.path);
+      mc.steps = static_cast<int>(o.get_int_in("steps", mc.steps, 1, 100000));
+      mc.internal_batch = o.get_int_in("internal_batch", 0, 0, 1 << 24);
+      mc.unit = o.get_choice("unit", "neuron", {"neuron", "filter", "layer"});
+      cfg.methods.push_back(std::move(mc));
+    }
+  }
+  if (auto evaluators = top.get_raw("evaluators")) {
+    if (evaluators->kind != OptionValue::Kind::Array)
+      throw ConfigError("evaluators: expected an array of tables ([[evaluators]])");
+    std::set<std::string> names;
+    for (std::size_t i = 0; i < evaluators->array.size(); ++i) {
+      const auto& entry = evaluators->array[i];
+      const std::string where = "evaluators[" + std::to_string(i) + "]";
+      if (entry.kind != OptionValue::Kind::Table) throw ConfigError(where + ": expected a table");
+      EvaluatorConfig ec;
+      ec.options = Options(where, entry.table);
+      ec.plugin = ec.options.get_string("plugin", "");
+      if (ec.plugin.empty()) throw ConfigError(where + ".plugin: required");
+      ec.name = ec.options.get_string("name", ec.plugin);
+      if (!names.insert(ec.name).second) throw ConfigError(where + ".name: \"" + ec.name + "\" is used twice");
+      cfg.evaluators.push_back(std::move(ec));
+    }
+  }
+  {
+    const Options r = top.table("run");
+    cfg.run.threads = static_cast<int>(r.get_int_in("threads", 0, 0, 1024));
+    cfg.run.shard_size = r.get_int_in("shard_size", 0, 0, std::numeric_limits<std::int32_t>::max());
+    cfg.run.precision = r.get_choice("precision", "model", {"model", "double"});
+  }
+  {
+    const Options o = top.table("output");
+    cfg.output.dir = o.get_string("dir", cfg.output.dir);
+  }
+  for (const auto& p : top.get_strings("plugin_paths", {})) cfg.plugin_paths.push_back(resolve(base_dir, p));
+  top.check_all_used();
+  return cfg;
+}
+
+}  // namespace
+
+RunConfig parse_config_string(const std::string& text, const std::string& base_dir, const std::string& source) {
+  toml::table table;
+  try {
+    table = toml::parse(text, source);
+  } catch (const toml::parse_error& e) {
+    std::ostringstream msg;
+    msg << source << ":" << e.source().begin.line << ":" << e.source().begin.column << ": " << e.description();
+    throw ConfigError(msg.str());
+  }
+  return build(convert(table, ""), base_dir, source);
+}
+
+RunConfig parse_config_file(const std::string& path) {
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec)) throw ConfigError("config file '" + path + "' does not exist");
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  const auto base = fs::absolute(path, ec).parent_path().string();
+  return parse_config_string(text.str(), base, path);
+}
+
+}  // namespace galvani::core

@@ -1,0 +1,164 @@
+// Result writers: every file is written atomically (temporary name, then rename).
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <iomanip>
+#include <sstream>
+
+#include "galvani/core/runner.h"
+#include "galvani/tensor_io.h"
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace galvani::core {
+namespace {
+
+json to_json(const OptionValue& v) {
+  switch (v.kind) {
+    case OptionValue::Kind::Bool: return v.b;
+    case OptionValue::Kind::Int: return v.i;
+    case OptionValue::Kind::Float: return v.f;
+    case OptionValue::Kind::String: return v.s;
+    case OptionValue::Kind::Array: {
+      json a = json::array();
+      for (const auto& e : v.array) a.push_back(to_json(e));
+      return a;
+    }
+    case OptionValue::Kind::Table: {
+      json o = json::object();
+      for (const auto& [k, e] : v.table) o[k] = to_json(e);
+      return o;
+    }
+  }
+  return nullptr;
+}
+
+json vec(const torch::Tensor& t) {
+  const auto c = t.detach().to(torch::kCPU, torch::kDouble).contiguous().flatten();
+  const double* p = c.data_ptr<double>();
+  return json(std::vector<double>(p, p + c.numel()));
+}
+
+std::string csv_cell(const Table::Cell& cell) {
+  if (const double* d = std::get_if<double>(&cell)) {
+    std::ostringstream out;
+    out << std::setprecision(10) << *d;
+    return out.str();
+  }
+  const auto& s = std::get<std::string>(cell);
+  if (s.find_first_of(",\"\n") == std::string::npos) return s;
+  std::string q = "\"";
+  for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return q + "\"";
+}
+
+void write_table(const Table& table, const std::string& path) {
+  std::ostringstream out;
+  for (std::size_t i = 0; i < table.columns.size(); ++i) out << (i ? "," : "") << csv_cell(table.columns[i]);
+  out << "\n";
+  for (const auto& row : table.rows) {
+    for (std::size_t i = 0; i < row.size(); ++i) out << (i ? "," : "") << csv_cell(row[i]);
+    out << "\n";
+  }
+  write_file_atomic(path, out.str());
+}
+
+std::string safe(const std::string& name) {
+  std::string s = name;
+  for (char& c : s)
+    if (c == '/' || c == '\\') c = '_';
+  return s;
+}
+
+}  // namespace
+
+void write_results(const Plan& plan, const RunResult& result, const std::string& dir) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) throw IoError("cannot create the output folder '" + dir + "': " + ec.message());
+
+  json summary;
+  summary["galvani_version"] = GALVANI_VERSION_STRING;
+  summary["config"] = to_json(plan.config.echo);
+  summary["model"] = {{"path", plan.config.model.path},
+                      {"device", plan.model->device().str()},
+                      {"output", to_string(plan.objective.mode)}};
+  summary["inputs"] = {{"count", plan.inputs.size(0)}, {"shape", plan.inputs.sizes().vec()}};
+  summary["targets"] = vec(plan.targets);
+  summary["f_input"] = vec(result.f_input);
+  summary["f_baseline"] = vec(result.f_baseline);
+  summary["plan"] = {{"shard_size", plan.shard_size},
+                     {"concurrency", plan.concurrency},
+                     {"intra_threads", plan.intra_threads}};
+  json groups = json::array();
+  for (const auto& g : plan.groups) {
+    json methods = json::array();
+    for (auto i : g.methods) methods.push_back(plan.methods[i].config.name);
+    groups.push_back({{"pass", g.key}, {"layers", g.layers}, {"methods", methods}, {"tangents", g.tangents}});
+  }
+  summary["plan"]["shared_passes"] = groups;
+
+  // Attributions, and per-unit score tables per layer (mean over inputs, one column per method).
+  json methods = json::array();
+  std::map<std::string, Table> scores;
+  for (const auto& r : result.results) {
+    const fs::path folder = fs::path(dir) / "attributions" / safe(r.method);
+    fs::create_directories(folder, ec);
+    const std::string file = (folder / (safe(r.layer) + ".pt")).string();
+    save_tensor(r.values, file);
+    json m = {{"method", r.method},
+              {"layer", r.layer},
+              {"space", r.space == Space::Layer ? "layer" : r.space == Space::Input ? "input" : "unit-input"},
+              {"shape", r.values.sizes().vec()},
+              {"file", fs::relative(file, dir).string()}};
+    if (r.delta.defined()) {
+      const auto d = r.delta.detach().to(torch::kDouble).abs();
+      const auto change = (result.f_input - result.f_baseline).detach().to(torch::kDouble).abs();
+      m["delta"] = vec(r.delta);
+      m["delta_mean_abs"] = d.mean().item<double>();
+      m["delta_max_abs"] = d.max().item<double>();
+      m["delta_mean_relative"] = (d / change.clamp_min(1e-12)).mean().item<double>();
+    }
+    methods.push_back(m);
+    if (r.space == Space::Layer) {
+      auto units = r.values.detach().to(torch::kDouble).reshape({r.values.size(0), -1}).mean(0).cpu();
+      auto& table = scores[r.layer];
+      if (table.columns.empty()) {
+        table.name = r.layer;
+        table.columns.push_back("unit");
+        for (std::int64_t u = 0; u < units.size(0); ++u) table.rows.push_back({static_cast<double>(u)});
+      }
+      if (static_cast<std::int64_t>(table.rows.size()) != units.size(0)) continue;  // other unit granularity
+      table.columns.push_back(r.method);
+      for (std::int64_t u = 0; u < units.size(0); ++u) table.rows[u].push_back(units[u].item<double>());
+    }
+  }
+  summary["methods"] = methods;
+  fs::create_directories(fs::path(dir) / "scores", ec);
+  for (const auto& [layer, table] : scores) write_table(table, (fs::path(dir) / "scores" / (safe(layer) + ".csv")).string());
+
+  json evaluations = json::object();
+  for (const auto& [name, ev] : result.evaluations) {
+    json metrics = json::array();
+    for (const auto& m : ev.metrics)
+      metrics.push_back({{"method", m.method}, {"layer", m.layer}, {"name", m.name}, {"value", m.value}});
+    json tables = json::array();
+    const fs::path folder = fs::path(dir) / "tables" / safe(name);
+    for (const auto& t : ev.tables) {
+      fs::create_directories(folder, ec);
+      const auto file = (folder / (safe(t.name) + ".csv")).string();
+      write_table(t, file);
+      tables.push_back(fs::relative(file, dir).string());
+    }
+    evaluations[name] = {{"metrics", metrics}, {"tables", tables}};
+  }
+  summary["evaluations"] = evaluations;
+  json timings = json::object();
+  for (const auto& [k, v] : plan.timings) timings[k] = v;
+  for (const auto& [k, v] : result.timings) timings[k] = v;
+  summary["timings_seconds"] = timings;
+  write_file_atomic((fs::path(dir) / "summary.json").string(), summary.dump(2) + "\n");
+}
+
+}  // namespace galvani::core

@@ -1,0 +1,38 @@
+// Path generators: the straight line from baseline to input under any quadrature rule, and the
+// interior-gradient scaling path (α·x from a zero baseline) as a named preset.
+#include "galvani/galvani.h"
+
+namespace galvani::plugins::paths {
+namespace {
+
+class StraightLine : public PathGenerator {
+ public:
+  StraightLine(std::string rule, bool zero_baseline) : rule_(std::move(rule)), zero_baseline_(zero_baseline) {}
+  Quadrature quadrature(int steps) const override { return make_quadrature(rule_, steps); }
+  torch::Tensor baseline(const torch::Tensor& input, const torch::Tensor& configured) const override {
+    return zero_baseline_ ? torch::zeros_like(input) : configured;
+  }
+  std::string describe() const override {
+    return std::string(zero_baseline_ ? "interior-gradient (zero baseline)" : "straight line") + ", " + rule_;
+  }
+
+ private:
+  std::string rule_;
+  bool zero_baseline_;
+};
+
+void register_paths(Registrar& r) {
+  r.add_path("straight-line", "x' + α(x − x'); option rule = riemann_left|right|middle|trapezoid|gausslegendre",
+             [](const Options& o) {
+               return std::make_unique<StraightLine>(o.get_choice("rule", "gausslegendre", quadrature_rules()), false);
+             });
+  r.add_path("interior-gradient", "scaled inputs α·x (zero baseline), as in interior gradients; option rule",
+             [](const Options& o) {
+               return std::make_unique<StraightLine>(o.get_choice("rule", "riemann_right", quadrature_rules()), true);
+             });
+}
+
+}  // namespace
+}  // namespace galvani::plugins::paths
+
+GALVANI_PLUGIN("paths", "0.1.0", galvani::plugins::paths::register_paths)

@@ -1,0 +1,62 @@
+// Evaluators: score a run's attributions (completeness, ablations, ...).
+#pragma once
+
+#include <torch/types.h>
+
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "galvani/error.h"
+#include "galvani/method.h"
+#include "galvani/model.h"
+#include "galvani/objective.h"
+
+namespace galvani {
+
+/// One method's attribution at one layer over all inputs of the run.
+struct GALVANI_API MethodResult {
+  std::string method;
+  std::string layer;
+  Space space = Space::Layer;
+  torch::Tensor values;  ///< [N, ...]
+  torch::Tensor delta;   ///< [N] or undefined
+};
+
+/// Everything an evaluator may look at. Tensors on the model's device.
+struct GALVANI_API EvaluationInput {
+  const Model* model = nullptr;
+  torch::Tensor inputs, baselines, targets;  ///< [N, ...], [N, ...], [N]
+  torch::Tensor f_input, f_baseline;         ///< [N]
+  Objective objective;
+  std::vector<MethodResult> results;
+};
+
+/// A named number, for one method/layer pair (either may be empty for run-wide metrics).
+struct GALVANI_API Metric {
+  std::string method;
+  std::string layer;
+  std::string name;
+  double value = 0.0;
+};
+
+/// A table for CSV output: a header and rows of cells (numbers or text).
+struct GALVANI_API Table {
+  using Cell = std::variant<double, std::string>;
+  std::string name;
+  std::vector<std::string> columns;
+  std::vector<std::vector<Cell>> rows;
+};
+
+struct GALVANI_API Evaluation {
+  std::vector<Metric> metrics;
+  std::vector<Table> tables;
+};
+
+class GALVANI_API Evaluator {
+ public:
+  virtual ~Evaluator();
+  virtual Evaluation evaluate(const EvaluationInput& input) const = 0;
+};
+
+}  // namespace galvani

@@ -1,0 +1,83 @@
+// Methods: turn passes over a model into attributions of hidden units (or of input features).
+#pragma once
+
+#include <torch/types.h>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "galvani/error.h"
+#include "galvani/model.h"
+#include "galvani/objective.h"
+#include "galvani/passes.h"
+#include "galvani/path.h"
+
+namespace galvani {
+
+/// The shared passes a method consumes. The host computes each distinct pass once per shard and hands it to
+/// every method that declared it; a method that needs none computes what it needs itself in `attribute`.
+struct GALVANI_API MethodNeeds {
+  bool path = false;         ///< activations and gradients along the configured path
+  bool endpoints = false;    ///< activations and gradients at α = 0 and α = 1 only
+  bool tangents = false;     ///< dy/dα along the path (implies path)
+};
+
+/// Where an attribution lives.
+enum class Space {
+  Layer,        ///< one value per unit of the layer: [B, *layer shape]
+  Input,        ///< one value per input feature: [B, *input shape]
+  UnitInput,    ///< per selected unit and input feature: [B, U, *input shape]
+};
+
+/// One attribution tensor, for one layer (or, for Space::Input, named after the method's target).
+struct GALVANI_API Attribution {
+  std::string layer;
+  torch::Tensor values;
+  /// Σ attributions − (F(x) − F(x′)) per input, [B]; undefined where the method has no completeness.
+  torch::Tensor delta;
+  Space space = Space::Layer;
+  /// For Space::UnitInput: which units (flat indices into the layer, or filter indices).
+  std::vector<std::int64_t> units;
+};
+
+/// What a method sees for one shard of inputs. All tensors are on the model's device.
+class GALVANI_API MethodContext {
+ public:
+  virtual ~MethodContext();
+  virtual const Model& model() const = 0;
+  virtual const torch::Tensor& inputs() const = 0;     ///< [B, ...]
+  virtual const torch::Tensor& baselines() const = 0;  ///< [B, ...] as configured (before any path override)
+  virtual const torch::Tensor& targets() const = 0;    ///< [B] int64
+  virtual const Objective& objective() const = 0;
+  /// The configured path generator and steps (a method without a path gets the default straight line).
+  virtual const PathGenerator& path() const = 0;
+  virtual int steps() const = 0;
+  virtual std::int64_t internal_batch() const = 0;
+  virtual bool double_precision() const = 0;
+  /// The shared pass declared in MethodNeeds (throws if the method did not declare it).
+  virtual const PathPass& pass() const = 0;
+};
+
+/// A configured attribution method. Constructed once per `[[methods]]` entry from its Options;
+/// `attribute` is then called concurrently for different shards and must not mutate shared state.
+class GALVANI_API Method {
+ public:
+  virtual ~Method();
+  virtual MethodNeeds needs() const = 0;
+  /// Attributions for every requested layer, for the shard in `ctx`. May throw galvani::Error.
+  virtual std::vector<Attribution> attribute(const MethodContext& ctx,
+                                             const std::vector<std::string>& layers) const = 0;
+  /// Whether the method works on the given layers at all (e.g. a layer-free input method); default: needs ≥ 1.
+  virtual bool needs_layers() const { return true; }
+};
+
+/// Sums a [B, *layer shape] attribution into units: "neuron" (as is), "filter" (sum over all dims after the
+/// channel dim: [B, C]), "layer" ([B, 1]).
+GALVANI_API torch::Tensor aggregate_units(const torch::Tensor& values, const std::string& unit);
+
+/// Σ over every non-batch dim of `values` minus (f_input − f_baseline): the completeness delta, [B].
+GALVANI_API torch::Tensor completeness_delta(const torch::Tensor& values, const torch::Tensor& f_input,
+                                             const torch::Tensor& f_baseline);
+
+}  // namespace galvani

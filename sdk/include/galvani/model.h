@@ -1,0 +1,82 @@
+// Model backends: load a model, list its layers, and run forwards with taps on any set of layers.
+#pragma once
+
+#include <torch/types.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "galvani/error.h"
+
+namespace galvani {
+
+/// One tappable layer: a call site of a module inside the model's forward.
+struct GALVANI_API LayerInfo {
+  /// The name used in configs: the module path (`layer1.0.conv2`), with `#k` appended for the k-th call
+  /// site when a module is called more than once in one forward (`relu#0`, `relu#1`).
+  std::string name;
+  std::string module;            ///< module path without the call suffix
+  std::string type;              ///< module class name, e.g. `Conv2d`; empty when unknown
+  int call_index = 0;            ///< which call of that module (0-based, in graph order)
+  int call_count = 1;            ///< how many call sites the module has
+  std::vector<std::int64_t> shape;  ///< output shape of one sample (no batch dimension); empty if unknown
+};
+
+/// Receives the output of the `layer`-th requested layer during a forward (index into the list given to
+/// Model::tapped) and returns what flows on in its place. Returning the output itself captures it; a new leaf
+/// that requires grad makes the layer an input; a blend `a*m + c*(1-m)` ablates. Runs on the forwarding
+/// thread, inside the forward, with grad mode as the caller set it.
+using TapFn = std::function<torch::Tensor(std::size_t layer, const torch::Tensor& output)>;
+
+/// A forward whose requested layers pass through a tap. Prepared once (graph rewriting is not free) and
+/// then callable from several threads at once.
+class GALVANI_API TappedForward {
+ public:
+  virtual ~TappedForward();
+  /// The layer names this forward taps, in tap-index order.
+  virtual const std::vector<std::string>& layers() const = 0;
+  /// Runs the model on `input` (batch first, on the model's device). Every requested layer's output goes
+  /// through `tap` exactly once per forward; a layer that does not run (a branch not taken) or runs more than
+  /// once (inside a loop) is a ModelError. Skip connections around a tapped layer keep their real values.
+  virtual torch::Tensor forward(const torch::Tensor& input, const TapFn& tap) const = 0;
+};
+
+/// A loaded model. Thread-safe for concurrent forwards.
+class GALVANI_API Model {
+ public:
+  virtual ~Model();
+  /// Every tappable layer, in graph order. Shapes are filled once `probe` has run.
+  virtual std::vector<LayerInfo> layers() const = 0;
+  /// Runs one forward on `example` (batch first) to learn every layer's output shape.
+  virtual void probe(const torch::Tensor& example) = 0;
+  virtual torch::Device device() const = 0;
+  virtual torch::ScalarType dtype() const = 0;
+  /// The plain forward: [B, ...] → outputs [B, C] (or [B]).
+  virtual torch::Tensor forward(const torch::Tensor& input) const = 0;
+  /// A forward with taps on `layers` (names as in LayerInfo::name). Throws ModelError naming an unknown or
+  /// ambiguous layer together with the valid names.
+  virtual std::shared_ptr<const TappedForward> tapped(const std::vector<std::string>& layers) const = 0;
+  /// Looks a layer up by name; throws ModelError with suggestions when it does not exist.
+  LayerInfo layer(const std::string& name) const;
+};
+
+/// Where and how to load a model.
+struct GALVANI_API ModelOptions {
+  torch::Device device = torch::kCPU;
+  /// Convert parameters and buffers to this dtype (e.g. kDouble for exact checks); nullopt keeps the model's.
+  std::optional<torch::ScalarType> dtype;
+};
+
+/// Loads models of one format (TorchScript, ...).
+class GALVANI_API ModelBackend {
+ public:
+  virtual ~ModelBackend();
+  /// Loads `path`. Throws ModelError (corrupt file, frozen module, wrong format) with the fix where known.
+  virtual std::shared_ptr<Model> load(const std::string& path, const ModelOptions& options) const = 0;
+};
+
+}  // namespace galvani

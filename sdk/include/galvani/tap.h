@@ -1,0 +1,53 @@
+// The `galvani::tap` operator that backends insert into graphs, and ready-made tap behaviours.
+#pragma once
+
+#include <torch/types.h>
+
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "galvani/error.h"
+#include "galvani/model.h"
+
+namespace galvani {
+
+/// Installs, for the current thread and the scope's lifetime, the callback that the `galvani::tap(Tensor x,
+/// int slot) -> Tensor` operator calls. The operator is registered by the SDK library (only there); backends
+/// insert it after each tapped call site. Nested scopes stack; without a scope the operator returns x.
+class GALVANI_API TapScope {
+ public:
+  using Callback = std::function<torch::Tensor(std::int64_t slot, const torch::Tensor& x)>;
+  explicit TapScope(Callback callback);
+  ~TapScope();
+  TapScope(const TapScope&) = delete;
+  TapScope& operator=(const TapScope&) = delete;
+  /// How many times each slot fired in this scope.
+  const std::vector<int>& counts() const { return counts_; }
+
+  /// Implementation detail of the operator.
+  static torch::Tensor dispatch(const torch::Tensor& x, std::int64_t slot);
+
+ private:
+  Callback callback_;
+  std::vector<int> counts_;
+  TapScope* previous_;
+};
+
+/// The qualified name of the operator, for graph rewriting.
+GALVANI_API const char* tap_operator_name();
+
+/// Tap behaviours for TapFn. All return a fresh tensor, never the layer output itself: in-place ops after
+/// the layer must not write into a tensor the caller holds or autograd saved.
+namespace taps {
+/// Keeps the layer in the autograd graph and stores it in `sink` (indexed by tap index).
+GALVANI_API TapFn capture(std::vector<torch::Tensor>& sink);
+/// Replaces the layer by a detached leaf that requires grad (stored in `sink`): the layer becomes an input.
+GALVANI_API TapFn leaf(std::vector<torch::Tensor>& sink);
+/// Replaces the layer output by `replacements[i]` for tap i (undefined tensors leave that layer as it is).
+GALVANI_API TapFn replace(const std::vector<torch::Tensor>& replacements);
+/// Blends: `a*m + c*(1-m)` with a = the layer output, m = masks[i], c = constants[i] (broadcastable).
+GALVANI_API TapFn blend(const std::vector<torch::Tensor>& masks, const std::vector<torch::Tensor>& constants);
+}  // namespace taps
+
+}  // namespace galvani

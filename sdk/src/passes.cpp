@@ -1,0 +1,179 @@
+#include "galvani/passes.h"
+
+#include <ATen/ATen.h>
+#include <torch/csrc/autograd/autograd.h>
+#include <torch/csrc/autograd/forward_grad.h>
+#include <torch/csrc/autograd/grad_mode.h>
+
+#include <algorithm>
+#include <cmath>
+#include <mutex>
+
+#include "galvani/tap.h"
+#include "galvani/tensor_io.h"
+
+namespace galvani {
+namespace {
+
+// Forward-mode AD in libtorch supports one dual level at a time for the whole process. One level is entered
+// on first use and kept: tangents are per tensor, so concurrent passes can share it.
+std::int64_t dual_level() {
+  static const std::int64_t level = static_cast<std::int64_t>(torch::autograd::ForwardADLevel::get_next_idx());
+  return level;
+}
+
+constexpr double kSameAlpha = 1e-12;
+
+// The grid: {0, 1} ∪ alphas, sorted, with the position of every alpha in it.
+void build_grid(const Quadrature& q, std::vector<double>& t, std::vector<std::size_t>& index) {
+  t = q.alphas;
+  t.push_back(0.0);
+  t.push_back(1.0);
+  std::sort(t.begin(), t.end());
+  std::vector<double> unique;
+  for (double a : t) {
+    if (a < -kSameAlpha || a > 1.0 + kSameAlpha)
+      throw ConfigError("path alpha " + std::to_string(a) + " lies outside [0, 1]");
+    if (unique.empty() || a - unique.back() > kSameAlpha) unique.push_back(std::clamp(a, 0.0, 1.0));
+  }
+  t = std::move(unique);
+  index.clear();
+  for (double a : q.alphas) {
+    auto it = std::lower_bound(t.begin(), t.end(), a - kSameAlpha);
+    index.push_back(static_cast<std::size_t>(it - t.begin()));
+  }
+}
+
+}  // namespace
+
+const LayerPathData& PathPass::layer(const std::string& name) const {
+  auto it = layers.find(name);
+  if (it == layers.end()) throw Error("the shared pass holds no data for layer '" + name + "'");
+  return it->second;
+}
+
+torch::Tensor PathPass::f_input() const { return f[static_cast<int64_t>(last())]; }
+torch::Tensor PathPass::f_baseline() const { return f[0]; }
+
+std::int64_t default_internal_batch(std::int64_t sample_numel) {
+  // Measured on the bundled CNN and resnet18 (docs/benchmarks.md): a few tens of points per forward is best;
+  // larger chunks lose to allocation and cache misses.
+  const std::int64_t target_elements = 1 << 16;
+  return std::clamp<std::int64_t>(target_elements / std::max<std::int64_t>(sample_numel, 1), 8, 128);
+}
+
+PathPass compute_path_pass(const Model& model, const PathPassSpec& spec, const torch::Tensor& inputs,
+                           const torch::Tensor& baselines, const torch::Tensor& targets, const Objective& objective) {
+  if (inputs.dim() < 1 || inputs.size(0) == 0) throw ShapeError("a pass needs at least one input");
+  if (baselines.sizes() != inputs.sizes())
+    throw ShapeError("baselines have shape " + shape_string(baselines.sizes()) + " but inputs have " +
+                     shape_string(inputs.sizes()));
+  const int64_t batch = inputs.size(0);
+
+  PathPass pass;
+  pass.inputs = inputs;
+  pass.baselines = spec.path ? spec.path->baseline(inputs, baselines) : baselines;
+  if (spec.path) pass.quadrature = spec.path->quadrature(spec.steps);
+  build_grid(pass.quadrature, pass.t, pass.quad_index);
+  const auto grid = static_cast<int64_t>(pass.t.size());
+  const int64_t total = grid * batch;
+
+  // Points are α-major: point p is sample p % B at grid position p / B.
+  torch::Tensor points;
+  torch::Tensor velocity;
+  if (spec.path) {
+    points = spec.path->points(inputs, pass.baselines, pass.t);
+    if (spec.tangents) velocity = spec.path->velocity(inputs, pass.baselines, pass.t);
+  } else {
+    // Endpoints only: the baseline, then the input.
+    points = torch::cat({pass.baselines, inputs}, 0);
+    if (spec.tangents) {
+      const auto diff = inputs - pass.baselines;
+      velocity = torch::cat({diff, diff}, 0);
+    }
+  }
+  const auto all_targets = targets.repeat({grid});
+
+  auto tapped = model.tapped(spec.layers);
+  const std::size_t n_layers = spec.layers.size();
+  const int64_t chunk = spec.internal_batch > 0 ? spec.internal_batch
+                                                : default_internal_batch(inputs[0].numel());
+  const auto store_dtype = spec.double_accumulate ? torch::kDouble : inputs.scalar_type();
+  const std::int64_t level = spec.tangents ? dual_level() : -1;
+
+  std::vector<torch::Tensor> act(n_layers), grad(n_layers), tangent(n_layers);
+  pass.f = torch::empty({total}, inputs.options().dtype(store_dtype));
+  if (spec.input_grads) pass.input_grad = torch::empty(points.sizes(), inputs.options().dtype(store_dtype));
+
+  torch::AutoGradMode grad_mode(true);
+  for (int64_t start = 0; start < total; start += chunk) {
+    const int64_t len = std::min(chunk, total - start);
+    torch::Tensor x = points.narrow(0, start, len).detach().clone().requires_grad_(true);
+    torch::Tensor fed = x;
+    if (spec.tangents) fed = at::_make_dual(x, velocity.narrow(0, start, len).contiguous(), level);
+
+    std::vector<torch::Tensor> captured(n_layers), tangents(n_layers);
+    auto tap = [&](std::size_t i, const torch::Tensor& y) {
+      if (spec.tangents) {
+        auto [primal, tan] = at::_unpack_dual(y, level);
+        tangents[i] = tan.defined() ? tan.detach().clone() : torch::zeros_like(primal);
+      }
+      captured[i] = y;
+      return y.clone();
+    };
+    const torch::Tensor out = tapped->forward(fed, tap);
+    const torch::Tensor f = objective(out, all_targets.narrow(0, start, len));
+    require_finite(f.detach(), "the model's output F at path points");
+
+    std::vector<torch::Tensor> wrt(captured.begin(), captured.end());
+    if (spec.input_grads) wrt.push_back(x);
+    const auto grads = torch::autograd::grad({f.sum()}, wrt, /*grad_outputs=*/{}, /*retain_graph=*/false,
+                                             /*create_graph=*/false, /*allow_unused=*/true);
+    pass.f.narrow(0, start, len).copy_(spec.tangents ? std::get<0>(at::_unpack_dual(f, level)).detach() : f.detach());
+    for (std::size_t i = 0; i < n_layers; ++i) {
+      torch::Tensor y = captured[i].detach();
+      if (spec.tangents) y = std::get<0>(at::_unpack_dual(y, level));
+      if (!act[i].defined()) {
+        auto sizes = y.sizes().vec();
+        sizes[0] = total;
+        const auto opts = y.options().dtype(store_dtype);
+        act[i] = torch::empty(sizes, opts);
+        grad[i] = torch::empty(sizes, opts);
+        if (spec.tangents) tangent[i] = torch::empty(sizes, opts);
+      }
+      act[i].narrow(0, start, len).copy_(y);
+      if (grads[i].defined())
+        grad[i].narrow(0, start, len).copy_(grads[i]);
+      else
+        grad[i].narrow(0, start, len).zero_();  // F does not depend on this layer
+      if (spec.tangents) tangent[i].narrow(0, start, len).copy_(tangents[i]);
+    }
+    if (spec.input_grads) {
+      const auto& g = grads.back();
+      if (g.defined())
+        pass.input_grad.narrow(0, start, len).copy_(g);
+      else
+        pass.input_grad.narrow(0, start, len).zero_();
+    }
+  }
+
+  pass.f = pass.f.view({grid, batch});
+  if (spec.input_grads) {
+    auto sizes = inputs.sizes().vec();
+    sizes.insert(sizes.begin(), grid);
+    pass.input_grad = pass.input_grad.view(sizes);
+  }
+  for (std::size_t i = 0; i < n_layers; ++i) {
+    auto sizes = act[i].sizes().vec();
+    sizes[0] = batch;
+    sizes.insert(sizes.begin(), grid);
+    LayerPathData data;
+    data.act = act[i].view(sizes);
+    data.grad = grad[i].view(sizes);
+    if (spec.tangents) data.tangent = tangent[i].view(sizes);
+    pass.layers.emplace(spec.layers[i], std::move(data));
+  }
+  return pass;
+}
+
+}  // namespace galvani

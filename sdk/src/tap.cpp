@@ -1,0 +1,72 @@
+// The `galvani::tap` operator. Only the SDK registers operators in the `galvani` namespace.
+#include "galvani/tap.h"
+
+#include <torch/library.h>
+
+#include "galvani/tensor_io.h"
+
+namespace galvani {
+namespace {
+thread_local TapScope* tl_current = nullptr;
+}  // namespace
+
+TapScope::TapScope(Callback callback) : callback_(std::move(callback)), previous_(tl_current) { tl_current = this; }
+TapScope::~TapScope() { tl_current = previous_; }
+
+torch::Tensor TapScope::dispatch(const torch::Tensor& x, std::int64_t slot) {
+  TapScope* scope = tl_current;
+  if (scope == nullptr) return x;
+  if (slot < 0) throw ModelError("galvani::tap called with a negative slot");
+  if (static_cast<std::size_t>(slot) >= scope->counts_.size()) scope->counts_.resize(slot + 1, 0);
+  ++scope->counts_[slot];
+  return scope->callback_(slot, x);
+}
+
+const char* tap_operator_name() { return "galvani::tap"; }
+
+namespace taps {
+
+TapFn capture(std::vector<torch::Tensor>& sink) {
+  return [&sink](std::size_t i, const torch::Tensor& y) {
+    if (sink.size() <= i) sink.resize(i + 1);
+    sink[i] = y;
+    // A fresh tensor flows on, so in-place ops after the layer cannot modify the captured one.
+    return y.clone();
+  };
+}
+
+TapFn leaf(std::vector<torch::Tensor>& sink) {
+  return [&sink](std::size_t i, const torch::Tensor& y) {
+    if (sink.size() <= i) sink.resize(i + 1);
+    sink[i] = y.detach().clone().requires_grad_(true);
+    return sink[i] * 1;  // a non-leaf copy: in-place ops downstream must not touch the leaf
+  };
+}
+
+TapFn replace(const std::vector<torch::Tensor>& replacements) {
+  return [&replacements](std::size_t i, const torch::Tensor& y) {
+    if (i >= replacements.size() || !replacements[i].defined()) return y.clone();
+    const auto& r = replacements[i];
+    if (r.sizes() != y.sizes())
+      throw ShapeError("tap replacement for layer " + std::to_string(i) + " has shape " + shape_string(r.sizes()) +
+                       " but the layer output has " + shape_string(y.sizes()));
+    return r.clone();
+  };
+}
+
+TapFn blend(const std::vector<torch::Tensor>& masks, const std::vector<torch::Tensor>& constants) {
+  return [&masks, &constants](std::size_t i, const torch::Tensor& y) {
+    if (i >= masks.size() || !masks[i].defined()) return y.clone();
+    const auto& m = masks[i];
+    return y * m + constants.at(i) * (1 - m);
+  };
+}
+
+}  // namespace taps
+}  // namespace galvani
+
+TORCH_LIBRARY(galvani, m) {
+  // CONSERVATIVE: the JIT treats the op as side-effecting, so it is never removed, merged or folded.
+  m.def(torch::schema("tap(Tensor x, int slot) -> Tensor", c10::AliasAnalysisKind::CONSERVATIVE));
+}
+TORCH_LIBRARY_IMPL(galvani, CompositeImplicitAutograd, m) { m.impl("tap", &galvani::TapScope::dispatch); }

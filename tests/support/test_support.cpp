@@ -1,0 +1,94 @@
+#include "test_support.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <filesystem>
+#include <mutex>
+
+namespace fs = std::filesystem;
+
+namespace galvani::testing {
+
+core::PluginHost& plugins() {
+  static core::PluginHost* host = [] {
+    auto* h = new core::PluginHost();
+    h->load_directory(GALVANI_TEST_PLUGIN_DIR);
+    for (const auto& r : h->records())
+      if (!r.loaded) ADD_FAILURE() << "in-tree plugin failed to load: " << r.file << ": " << r.error;
+    return h;
+  }();
+  return *host;
+}
+
+std::shared_ptr<Model> load_model(const std::string& path, ModelOptions options, const std::string& backend) {
+  const auto& c = plugins().registry().get(core::ComponentKind::Backend, backend);
+  auto b = c.backend();
+  return b->load(path, options);
+}
+
+std::string fixture(const std::string& file) { return std::string(GALVANI_TEST_FIXTURES) + "/" + file; }
+
+std::string large_fixture(const std::string& file) {
+  const auto p = std::string(GALVANI_TEST_LARGE_FIXTURES) + "/" + file;
+  return fs::exists(p) ? p : std::string();
+}
+
+std::string temp_dir() {
+  static std::atomic<int> counter{0};
+  static const fs::path root = [] {
+    auto r = fs::temp_directory_path() / ("galvani-test-" + std::to_string(::getpid()));
+    fs::create_directories(r);
+    std::atexit([] {
+      std::error_code ec;
+      fs::remove_all(fs::temp_directory_path() / ("galvani-test-" + std::to_string(::getpid())), ec);
+    });
+    return r;
+  }();
+  auto d = root / std::to_string(counter++);
+  fs::create_directories(d);
+  return d.string();
+}
+
+std::string save_script_model(const std::string& name, const std::vector<std::pair<std::string, std::string>>& submodules,
+                              const std::string& forward_source) {
+  torch::jit::Module root("__torch__." + name);
+  for (const auto& [child, source] : submodules) {
+    torch::jit::Module m("__torch__." + name + "_" + child);
+    m.define(source);
+    root.register_module(child, m);
+  }
+  root.define(forward_source);
+  const auto path = temp_dir() + "/" + name + ".pt";
+  root.save(path);
+  return path;
+}
+
+}  // namespace galvani::testing
+
+#include "galvani/core/config.h"
+#include "galvani/tensor_io.h"
+
+namespace galvani::testing {
+
+const MethodResult& Run::get(const std::string& method, const std::string& layer) const {
+  for (const auto& r : result.results)
+    if (r.method == method && r.layer == layer) return r;
+  throw std::runtime_error("no result for method '" + method + "' at layer '" + layer + "'");
+}
+
+Run run_config(const std::string& toml, const std::string& base_dir) {
+  auto cfg = core::parse_config_string(toml, base_dir);
+  Run run{core::make_plan(cfg, plugins()), {}};
+  run.result = core::execute(run.plan);
+  return run;
+}
+
+std::string save_temp_tensor(const torch::Tensor& t, const std::string& name) {
+  const auto path = temp_dir() + "/" + name;
+  save_tensor(t, path);
+  return path;
+}
+
+}  // namespace galvani::testing
