@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <mutex>
+#include <optional>
 
 #include "galvani/tap.h"
 #include "galvani/tensor_io.h"
@@ -15,12 +16,39 @@
 namespace galvani {
 namespace {
 
-// Forward-mode AD in libtorch supports one dual level at a time for the whole process. One level is entered
-// on first use and kept: tangents are per tensor, so concurrent passes can share it.
-std::int64_t dual_level() {
-  static const std::int64_t level = static_cast<std::int64_t>(torch::autograd::ForwardADLevel::get_next_idx());
-  return level;
-}
+// Forward-mode AD in libtorch supports one dual level at a time for the whole process. Concurrent passes
+// share it (tangents are per tensor); the last one out releases it, so no level outlives the passes (a level
+// left alive at exit deadlocks libtorch's static destructors).
+class DualLevel {
+ public:
+  DualLevel() {
+    std::lock_guard<std::mutex> lock(mutex());
+    if (users()++ == 0) level() = static_cast<std::int64_t>(torch::autograd::ForwardADLevel::get_next_idx());
+    index_ = level();
+  }
+  ~DualLevel() {
+    std::lock_guard<std::mutex> lock(mutex());
+    if (--users() == 0) torch::autograd::ForwardADLevel::release_idx(static_cast<uint64_t>(level()));
+  }
+  DualLevel(const DualLevel&) = delete;
+  DualLevel& operator=(const DualLevel&) = delete;
+  std::int64_t index() const { return index_; }
+
+ private:
+  static std::mutex& mutex() {
+    static std::mutex m;
+    return m;
+  }
+  static int& users() {
+    static int n = 0;
+    return n;
+  }
+  static std::int64_t& level() {
+    static std::int64_t l = 0;
+    return l;
+  }
+  std::int64_t index_ = 0;
+};
 
 constexpr double kSameAlpha = 1e-12;
 
@@ -99,7 +127,9 @@ PathPass compute_path_pass(const Model& model, const PathPassSpec& spec, const t
   const int64_t chunk = spec.internal_batch > 0 ? spec.internal_batch
                                                 : default_internal_batch(inputs[0].numel());
   const auto store_dtype = spec.double_accumulate ? torch::kDouble : inputs.scalar_type();
-  const std::int64_t level = spec.tangents ? dual_level() : -1;
+  std::optional<DualLevel> dual;
+  if (spec.tangents) dual.emplace();
+  const std::int64_t level = dual ? dual->index() : -1;
 
   std::vector<torch::Tensor> act(n_layers), grad(n_layers), tangent(n_layers);
   pass.f = torch::empty({total}, inputs.options().dtype(store_dtype));
@@ -127,8 +157,13 @@ PathPass compute_path_pass(const Model& model, const PathPassSpec& spec, const t
 
     std::vector<torch::Tensor> wrt(captured.begin(), captured.end());
     if (spec.input_grads) wrt.push_back(x);
-    const auto grads = torch::autograd::grad({f.sum()}, wrt, /*grad_outputs=*/{}, /*retain_graph=*/false,
-                                             /*create_graph=*/false, /*allow_unused=*/true);
+    auto grads = torch::autograd::grad({f.sum()}, wrt, /*grad_outputs=*/{}, /*retain_graph=*/false,
+                                       /*create_graph=*/false, /*allow_unused=*/true);
+    // While a dual level is active the backward itself is forward-differentiated (it reads dual saved
+    // tensors), so gradients can carry tangents; keep only their primal values.
+    if (spec.tangents)
+      for (auto& g : grads)
+        if (g.defined()) g = std::get<0>(at::_unpack_dual(g, level));
     pass.f.narrow(0, start, len).copy_(spec.tangents ? std::get<0>(at::_unpack_dual(f, level)).detach() : f.detach());
     for (std::size_t i = 0; i < n_layers; ++i) {
       torch::Tensor y = captured[i].detach();

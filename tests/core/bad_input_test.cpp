@@ -14,7 +14,7 @@ namespace {
 const std::string& linear_model() {
   static const std::string path = save_script_model(
       "lin", {{"hidden", "def forward(self, x):\n  return x * 2.0\n"}},
-      "def forward(self, x):\n  return self.hidden(x).sum(1, keepdim=True)\n");
+      "def forward(self, x):\n  return self.hidden.forward(x).sum(1, keepdim=True)\n");
   return path;
 }
 
@@ -60,7 +60,7 @@ TEST(BadInput, UnknownMethodOptionNamesItsKey) {
 TEST(BadInput, InputShapeTheModelCannotTakeIsAModelError) {
   const auto x = save_temp_tensor(torch::ones({2, 3, 4, 5}), "x4.pt");
   const auto model = save_script_model("mm", {{"hidden", "def forward(self, x):\n  return torch.matmul(x, torch.ones(3, 2))\n"}},
-                                       "def forward(self, x):\n  return self.hidden(x)\n");
+                                       "def forward(self, x):\n  return self.hidden.forward(x)\n");
   const auto msg = run_error(config(model, x, kCond));
   EXPECT_NE(msg.find("cannot run on inputs of shape [2, 3, 4, 5]"), std::string::npos) << msg;
 }
@@ -84,7 +84,7 @@ TEST(BadInput, CorruptModelFileIsAModelErrorNamingTheFile) {
 TEST(BadInput, NanOutputsAreReportedNotAveraged) {
   const auto x = save_temp_tensor(torch::ones({2, 3}), "x.pt");
   const auto model = save_script_model("nan", {{"hidden", "def forward(self, x):\n  return x * 2.0\n"}},
-                                       "def forward(self, x):\n  return torch.log(self.hidden(x) - 5.0).sum(1, keepdim=True)\n");
+                                       "def forward(self, x):\n  return torch.log(self.hidden.forward(x) - 5.0).sum(1, keepdim=True)\n");
   const auto msg = run_error(config(model, x, kCond));
   EXPECT_NE(msg.find("non-finite"), std::string::npos) << msg;
 }

@@ -1,6 +1,10 @@
 // The toy networks of the conductance paper (Dhamdhere et al.), baseline 0, with their closed-form values.
 #include <gtest/gtest.h>
 
+#include <torch/csrc/autograd/autograd.h>
+
+#include "galvani/path.h"
+#include "galvani/tap.h"
 #include "test_support.h"
 
 using galvani::testing::run_config;
@@ -41,7 +45,7 @@ rule = "riemann_middle"
 // y = 2x, z = min(y, 1) at x = 1: the unit saturates; gradient × activation says 0, conductance 1.
 TEST(ConductancePaper, Saturation) {
   const auto model = save_script_model("saturation", {{"hidden", "def forward(self, x):\n  return 2.0 * x\n"}},
-                                       "def forward(self, x):\n  return torch.clamp(self.hidden(x), max=1.0)\n");
+                                       "def forward(self, x):\n  return torch.clamp(self.hidden.forward(x), max=1.0)\n");
   const auto run = run_toy(model, torch::ones({1, 1}, torch::kDouble), kAllMethods);
   EXPECT_NEAR(value(run, "gradient-x-activation"), 0.0, 1e-12);
   // Midpoints of an even number of steps put exactly half the points below the kink at α = 1/2.
@@ -53,7 +57,7 @@ TEST(ConductancePaper, Saturation) {
 TEST(ConductancePaper, Overshoot) {
   const double eps = 0.1;
   const auto model = save_script_model("overshoot", {{"hidden", "def forward(self, x):\n  return x * 1.0\n"}},
-                                       "def forward(self, x):\n  return torch.relu(self.hidden(x) - 1.0)\n");
+                                       "def forward(self, x):\n  return torch.relu(self.hidden.forward(x) - 1.0)\n");
   const auto run = run_toy(model, torch::full({1, 1}, 1 + eps, torch::kDouble), kAllMethods);
   EXPECT_NEAR(run.result.f_input.item<double>(), eps, 1e-12);
   EXPECT_NEAR(value(run, "gradient-x-activation"), 1 + eps, 1e-12);
@@ -63,7 +67,7 @@ TEST(ConductancePaper, Overshoot) {
 // y = −x, z = y at x = 1: internal influence +1, conductance −1 (the sign of the unit's effect).
 TEST(ConductancePaper, Sign) {
   const auto model = save_script_model("sign", {{"hidden", "def forward(self, x):\n  return -x\n"}},
-                                       "def forward(self, x):\n  return self.hidden(x)\n");
+                                       "def forward(self, x):\n  return self.hidden.forward(x)\n");
   const auto run = run_toy(model, torch::ones({1, 1}, torch::kDouble), kAllMethods);
   EXPECT_NEAR(value(run, "internal-influence"), 1.0, 1e-12);
   EXPECT_NEAR(value(run, "conductance"), -1.0, 1e-12);
@@ -75,7 +79,7 @@ TEST(ConductancePaper, PartitionConsistency) {
   const auto model = save_script_model(
       "partition",
       {{"hidden", "def forward(self, x):\n  return torch.cat([x[:, 0:1] * x[:, 0:1], x[:, 1:2]], 1)\n"}},
-      "def forward(self, x):\n  y = self.hidden(x)\n  return torch.sqrt(y[:, 0:1]) * y[:, 1:2]\n");
+      "def forward(self, x):\n  y = self.hidden.forward(x)\n  return torch.sqrt(y[:, 0:1]) * y[:, 1:2]\n");
   const auto x = torch::ones({1, 2}, torch::kDouble);
   const auto run = run_toy(model, x, R"(
 [[methods]]

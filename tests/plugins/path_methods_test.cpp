@@ -27,7 +27,7 @@ std::string save_mlp() {
   root.register_module("fc1", fc1);
   root.register_module("act", act);
   root.register_module("fc2", fc2);
-  root.define("def forward(self, x):\n  return self.fc2(self.act(self.fc1(x)))\n");
+  root.define("def forward(self, x):\n  return self.fc2.forward(self.act.forward(self.fc1.forward(x)))\n");
   const auto path = galvani::testing::temp_dir() + "/mlp.pt";
   root.save(path);
   return path;
@@ -71,9 +71,16 @@ TEST(PathMethods, ConductanceCompletenessShrinksWithStepsForEveryRule) {
     const double d4 = max_abs_delta(run, "conductance-" + rule + "-4", "act");
     const double d16 = max_abs_delta(run, "conductance-" + rule + "-16", "act");
     const double d64 = max_abs_delta(run, "conductance-" + rule + "-64", "act");
-    EXPECT_LT(d16, d4) << rule;
-    EXPECT_LT(d64, d16) << rule;
-    EXPECT_LT(d64, rule == "gausslegendre" ? 1e-10 : 0.05) << rule;
+    // The error shrinks at the rule's order: first for left/right Riemann sums (4× the steps, ~¼ the error),
+    // second for midpoint and trapezoid (~1/16), spectrally for Gauss–Legendre on this smooth path.
+    const bool first_order = rule == "riemann_left" || rule == "riemann_right";
+    if (rule == "gausslegendre") {
+      EXPECT_LT(d16, 1e-6) << rule;
+      EXPECT_LT(d64, 1e-10) << rule;
+    } else {
+      EXPECT_LT(d16, d4 * (first_order ? 0.4 : 0.15)) << rule << ": " << d4 << " → " << d16;
+      EXPECT_LT(d64, d16 * (first_order ? 0.4 : 0.15)) << rule << ": " << d16 << " → " << d64;
+    }
   }
 }
 
@@ -90,6 +97,7 @@ TEST(PathMethods, CompletenessHoldsAtEveryLayerCutOfOnePass) {
 
 TEST(PathMethods, NeuronIntegratedGradientsConvergesToExactConductance) {
   double previous = 1e9;
+  double first = 0;
   for (int steps : {8, 32, 128, 512}) {
     const auto run = run_config(header() + method("conductance", "[\"act\"]", steps, "riemann_right") +
                                 method("nig", "[\"act\"]", steps, "riemann_right"));
@@ -98,12 +106,13 @@ TEST(PathMethods, NeuronIntegratedGradientsConvergesToExactConductance) {
                           .abs()
                           .max()
                           .item<double>();
-    EXPECT_LT(diff, previous) << steps;
+    EXPECT_LT(diff, previous * 0.4) << steps;  // first order in the step width
+    if (first == 0) first = diff;
     previous = diff;
     // NIG telescopes exactly along the chain rule's finite differences: its completeness is near exact.
     EXPECT_LT(max_abs_delta(run, "nig-riemann_right-" + std::to_string(steps), "act"), 0.05) << steps;
   }
-  EXPECT_LT(previous, 2e-3);
+  EXPECT_LT(previous, first / 30);
 }
 
 TEST(PathMethods, NeuronConductanceSumsToTotalConductanceOfTheUnit) {

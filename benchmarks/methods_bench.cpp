@@ -1,0 +1,153 @@
+// Method cost against the floor: a plain chunked forward+backward to the layer over the same path points,
+// on the same cores (same shards, same threads, same chunk size). Ratios: benchmarks/report.py.
+//
+//   galvani_bench [--benchmark_filter=fashion]   models: docs/examples/fashion_cnn.pt (batch 64) and
+//                                                bench_models/resnet18_bench_traced.pt (batch 8, 3×64×64)
+#include <benchmark/benchmark.h>
+#include <torch/csrc/autograd/autograd.h>
+#include <tbb/parallel_for.h>
+#include <tbb/task_arena.h>
+#include <ATen/Parallel.h>
+
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <sstream>
+
+#include "galvani/core/config.h"
+#include "galvani/core/runner.h"
+#include "galvani/passes.h"
+#include "galvani/tap.h"
+#include "galvani/tensor_io.h"
+
+namespace {
+
+using galvani::core::Plan;
+
+struct Case {
+  std::string model, inputs, layer;
+  int64_t batch;
+  int steps;
+};
+
+const std::map<std::string, Case>& cases() {
+  static const std::map<std::string, Case> c = [] {
+    std::map<std::string, Case> m;
+    const std::string tmp = (std::filesystem::temp_directory_path() / "galvani_bench").string();
+    std::filesystem::create_directories(tmp);
+    // Fashion CNN: 64 test images.
+    auto fashion = galvani::load_tensor(std::string(GALVANI_SOURCE_DIR) + "/docs/examples/fashion_test.pt");
+    galvani::save_tensor(fashion.narrow(0, 0, 64), tmp + "/fashion64.pt");
+    m["fashion"] = {std::string(GALVANI_SOURCE_DIR) + "/docs/examples/fashion_cnn.pt", tmp + "/fashion64.pt",
+                    "features.4", 64, 50};
+    torch::manual_seed(0);
+    galvani::save_tensor(torch::rand({8, 3, 64, 64}), tmp + "/resnet8.pt");
+    m["resnet18"] = {std::string(GALVANI_BENCH_MODELS) + "/resnet18_bench_traced.pt", tmp + "/resnet8.pt", "layer2",
+                     8, 50};
+    return m;
+  }();
+  return c;
+}
+
+galvani::core::PluginHost& host() {
+  static galvani::core::PluginHost* h = [] {
+    auto* p = new galvani::core::PluginHost();
+    p->load_directory(GALVANI_PLUGIN_DIR);
+    return p;
+  }();
+  return *h;
+}
+
+std::string method_entry(const std::string& plugin, const Case& c) {
+  return "[[methods]]\nplugin = \"" + plugin + "\"\nlayers = [\"" + c.layer + "\"]\nsteps = " +
+         std::to_string(c.steps) + "\nrule = \"gausslegendre\"\n";
+}
+
+std::unique_ptr<Plan> make(const Case& c, const std::string& methods, int threads) {
+  const std::string toml = "[model]\npath = \"" + c.model + "\"\n[data]\ninputs = \"" + c.inputs +
+                           "\"\n[run]\nthreads = " + std::to_string(threads) + "\n" + methods;
+  auto cfg = galvani::core::parse_config_string(toml, ".");
+  return std::make_unique<Plan>(galvani::core::make_plan(cfg, host()));
+}
+
+void report_points(benchmark::State& state, const Case& c) {
+  // Path points = (steps + 2 endpoints) × batch, as the shared pass computes them.
+  state.counters["points"] = static_cast<double>((c.steps + 2) * c.batch);
+}
+
+// The floor: over the same shards and threads as the runner, the same grid points in the same chunks, one
+// forward (with the layer captured) and one backward to the layer per chunk. Nothing stored.
+void BM_Floor(benchmark::State& state, const std::string& name) {
+  const Case& c = cases().at(name);
+  const auto plan = make(c, method_entry("nig", c), static_cast<int>(state.range(0)));
+  auto tapped = plan->model->tapped({c.layer});
+  const auto n = plan->inputs.size(0);
+  const auto shards = (n + plan->shard_size - 1) / plan->shard_size;
+  const auto chunk = galvani::default_internal_batch(plan->inputs[0].numel());
+  const auto q = galvani::make_quadrature("gausslegendre", c.steps);
+  std::vector<double> grid{0.0};
+  grid.insert(grid.end(), q.alphas.begin(), q.alphas.end());
+  grid.push_back(1.0);
+  tbb::task_arena arena(plan->concurrency);
+  for (auto _ : state) {
+    arena.execute([&] {
+      tbb::parallel_for(int64_t{0}, shards, [&](int64_t s) {
+        at::set_num_threads(plan->intra_threads);
+        torch::AutoGradMode grad(true);
+        const auto start = s * plan->shard_size;
+        const auto len = std::min(plan->shard_size, n - start);
+        const auto x = plan->inputs.narrow(0, start, len);
+        const auto xb = plan->baselines.narrow(0, start, len);
+        const auto tg = plan->targets.narrow(0, start, len).repeat({static_cast<int64_t>(grid.size())});
+        const auto a = torch::tensor(grid, x.options()).view({-1, 1, 1, 1, 1});
+        const auto pts = (xb.unsqueeze(0) + a * (x - xb).unsqueeze(0)).reshape({-1, x.size(1), x.size(2), x.size(3)});
+        for (int64_t p = 0; p < pts.size(0); p += chunk) {
+          const auto l = std::min(chunk, pts.size(0) - p);
+          std::vector<torch::Tensor> cap;
+          const auto out = tapped->forward(pts.narrow(0, p, l).detach().requires_grad_(true), galvani::taps::capture(cap));
+          const auto f = plan->objective(out, tg.narrow(0, p, l));
+          benchmark::DoNotOptimize(torch::autograd::grad({f.sum()}, {cap[0]})[0]);
+        }
+      });
+    });
+  }
+  report_points(state, c);
+}
+
+void BM_Method(benchmark::State& state, const std::string& name, const std::string& methods) {
+  const Case& c = cases().at(name);
+  std::string entries;
+  std::stringstream in(methods);
+  for (std::string m; std::getline(in, m, ',');) entries += method_entry(m, c);
+  auto plan = make(c, entries, static_cast<int>(state.range(0)));
+  for (auto _ : state) benchmark::DoNotOptimize(galvani::core::execute(*plan));
+  report_points(state, c);
+}
+
+void register_all() {
+  const std::vector<std::pair<std::string, std::string>> methods{
+      {"conductance", "conductance"},
+      {"nig", "nig"},
+      {"internal-influence", "internal-influence"},
+      {"gradient-x-activation", "gradient-x-activation"},
+      {"five", "conductance,nig,internal-influence,gradient-x-activation,gradient-x-delta"},
+  };
+  for (const std::string model : {"fashion", "resnet18"}) {
+    if (!std::filesystem::exists(cases().at(model).model)) continue;
+    benchmark::RegisterBenchmark(("floor/" + model).c_str(), BM_Floor, model)
+        ->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0);
+    for (const auto& [label, list] : methods)
+      benchmark::RegisterBenchmark((label + "/" + model).c_str(), BM_Method, model, list)
+          ->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0);
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  register_all();
+  benchmark::Initialize(&argc, argv);
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
