@@ -1,0 +1,108 @@
+// The `galvani` command line end to end: run a config, read what it wrote; plugins; layers; errors.
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "galvani/tensor_io.h"
+#include "test_support.h"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Output {
+  int status;
+  std::string text;
+};
+
+Output galvani_cli(const std::string& args) {
+  const std::string cmd = std::string(GALVANI_BINARY_DIR) + "/host/galvani " + args + " 2>&1";
+  FILE* pipe = ::popen(cmd.c_str(), "r");
+  std::string text;
+  std::array<char, 4096> buf{};
+  while (std::fgets(buf.data(), buf.size(), pipe)) text += buf.data();
+  const int status = ::pclose(pipe);
+  return {WEXITSTATUS(status), text};
+}
+
+std::string two_layer_model() {
+  return galvani::testing::save_script_model(
+      "two", {{"hidden", "def forward(self, x):\n  return torch.tanh(x * 2.0)\n"},
+              {"head", "def forward(self, x):\n  return torch.cat([x.sum(1, keepdim=True), -x.sum(1, keepdim=True)], 1)\n"}},
+      "def forward(self, x):\n  return self.head.forward(self.hidden.forward(x))\n");
+}
+
+}  // namespace
+
+TEST(Cli, RunWritesAttributionsSummaryAndScores) {
+  const auto dir = galvani::testing::temp_dir();
+  const auto model = two_layer_model();
+  torch::manual_seed(3);
+  galvani::save_tensor(torch::randn({6, 4}), dir + "/x.pt");
+  std::ofstream(dir + "/run.toml") << "[model]\npath = \"" << model << "\"\n[data]\ninputs = \"x.pt\"\n"
+                                   << "[[methods]]\nplugin = \"conductance\"\nlayers = [\"hidden\"]\nsteps = 32\n"
+                                   << "[[methods]]\nplugin = \"activation\"\nlayers = [\"hidden\"]\n";
+  const auto out = dir + "/results";
+  const auto r = galvani_cli("run " + dir + "/run.toml --out " + out + " --quiet");
+  ASSERT_EQ(r.status, 0) << r.text;
+  const auto values = galvani::load_tensor(out + "/attributions/conductance/hidden.pt");
+  EXPECT_EQ(values.sizes(), (std::vector<int64_t>{6, 4}));
+  std::ifstream in(out + "/summary.json");
+  const auto summary = nlohmann::json::parse(in);
+  EXPECT_EQ(summary["inputs"]["count"], 6);
+  EXPECT_EQ(summary["f_input"].size(), 6u);
+  ASSERT_EQ(summary["methods"].size(), 2u);
+  EXPECT_EQ(summary["methods"][0]["method"], "conductance");
+  EXPECT_LT(summary["methods"][0]["delta_max_abs"].get<double>(), 1e-4);
+  EXPECT_EQ(summary["plan"]["shared_passes"].size(), 1u);
+  EXPECT_TRUE(summary["timings_seconds"].contains("load model"));
+  // Scores: one row per unit, one column per method.
+  std::ifstream csv(out + "/scores/hidden.csv");
+  std::string header;
+  std::getline(csv, header);
+  EXPECT_EQ(header, "unit,conductance,activation");
+  int rows = 0;
+  for (std::string line; std::getline(csv, line);) ++rows;
+  EXPECT_EQ(rows, 4);
+  // Nothing temporary left behind.
+  for (const auto& e : fs::recursive_directory_iterator(out))
+    EXPECT_EQ(e.path().filename().string().find(".tmp-"), std::string::npos) << e.path();
+}
+
+TEST(Cli, DryRunPrintsThePlanWithoutWriting) {
+  const auto dir = galvani::testing::temp_dir();
+  galvani::save_tensor(torch::randn({3, 4}), dir + "/x.pt");
+  std::ofstream(dir + "/run.toml") << "[model]\npath = \"" << two_layer_model() << "\"\n[data]\ninputs = \"x.pt\"\n"
+                                   << "[[methods]]\nplugin = \"nig\"\nlayers = [\"hidden\"]\n"
+                                   << "[[methods]]\nplugin = \"internal-influence\"\nlayers = [\"hidden\"]\n";
+  const auto r = galvani_cli("run " + dir + "/run.toml --out " + dir + "/never --dry-run");
+  ASSERT_EQ(r.status, 0) << r.text;
+  EXPECT_NE(r.text.find("shared pass"), std::string::npos) << r.text;
+  EXPECT_NE(r.text.find("methods: nig internal-influence"), std::string::npos) << r.text;
+  EXPECT_FALSE(fs::exists(dir + "/never"));
+}
+
+TEST(Cli, ErrorsAreOneClearLineAndExitStatus1) {
+  const auto dir = galvani::testing::temp_dir();
+  std::ofstream(dir + "/bad.toml") << "[model]\npath = \"m.pt\"\n[data]\ninputs = \"x.pt\"\nlimitt = 3\n";
+  const auto r = galvani_cli("run " + dir + "/bad.toml");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.text.find("galvani: error: unknown key data.limitt"), std::string::npos) << r.text;
+  EXPECT_EQ(galvani_cli("frobnicate").status, 2);
+}
+
+TEST(Cli, PluginsAndLayers) {
+  auto r = galvani_cli("plugins");
+  EXPECT_EQ(r.status, 0) << r.text;
+  EXPECT_NE(r.text.find("method conductance"), std::string::npos) << r.text;
+  EXPECT_NE(r.text.find("backend torchscript"), std::string::npos) << r.text;
+  r = galvani_cli("layers " + two_layer_model() + " --input-shape 4");
+  EXPECT_EQ(r.status, 0) << r.text;
+  EXPECT_NE(r.text.find("hidden"), std::string::npos) << r.text;
+  EXPECT_NE(r.text.find("[4]"), std::string::npos) << r.text;
+}
