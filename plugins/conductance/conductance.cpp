@@ -36,11 +36,10 @@ class Conductance : public Method {
     std::vector<Attribution> out;
     for (const auto& name : layers) {
       const auto& d = pass.layer(name);
-      torch::Tensor sum;
+      auto sum = torch::zeros_like(d.act[0]);
       for (std::size_t k = 0; k < pass.quadrature.alphas.size(); ++k) {
         const auto i = static_cast<int64_t>(pass.quad_index[k]);
-        const auto term = d.grad[i] * d.tangent[i] * pass.quadrature.weights[k];
-        sum = sum.defined() ? sum + term : term;
+        sum.addcmul_(d.grad[i], d.tangent[i], pass.quadrature.weights[k]);
       }
       Attribution a;
       a.layer = name;

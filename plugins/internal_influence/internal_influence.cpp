@@ -17,11 +17,9 @@ class InternalInfluence : public Method {
     std::vector<Attribution> out;
     for (const auto& name : layers) {
       const auto& d = pass.layer(name);
-      torch::Tensor sum;
-      for (std::size_t k = 0; k < pass.quadrature.alphas.size(); ++k) {
-        const auto term = d.grad[static_cast<int64_t>(pass.quad_index[k])] * pass.quadrature.weights[k];
-        sum = sum.defined() ? sum + term : term;
-      }
+      auto sum = torch::zeros_like(d.grad[0]);
+      for (std::size_t k = 0; k < pass.quadrature.alphas.size(); ++k)
+        sum.add_(d.grad[static_cast<int64_t>(pass.quad_index[k])], pass.quadrature.weights[k]);
       Attribution a;
       a.layer = name;
       a.values = sum;

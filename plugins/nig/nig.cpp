@@ -20,11 +20,15 @@ class NeuronIntegratedGradients : public Method {
     std::vector<Attribution> out;
     for (const auto& name : layers) {
       const auto& d = pass.layer(name);
-      const auto dy = d.act.narrow(0, 1, grid - 1) - d.act.narrow(0, 0, grid - 1);
-      const auto g = right_ ? d.grad.narrow(0, 1, grid - 1) : d.grad.narrow(0, 0, grid - 1);
+      // Σᵢ gᵢ·(yᵢ − yᵢ₋₁), accumulated in place: no [T, B, ...] temporaries.
+      auto sum = torch::zeros_like(d.act[0]);
+      for (int64_t i = 1; i < grid; ++i) {
+        sum.addcmul_(d.grad[right_ ? i : i - 1], d.act[i]);
+        sum.addcmul_(d.grad[right_ ? i : i - 1], d.act[i - 1], -1);
+      }
       Attribution a;
       a.layer = name;
-      a.values = (g * dy).sum(0);
+      a.values = sum;
       a.delta = completeness_delta(a.values, pass.f_input(), pass.f_baseline());
       out.push_back(std::move(a));
     }

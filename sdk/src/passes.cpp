@@ -139,19 +139,27 @@ PathPass compute_path_pass(const Model& model, const PathPassSpec& spec, const t
   for (int64_t start = 0; start < total; start += chunk) {
     const int64_t len = std::min(chunk, total - start);
     torch::Tensor x = points.narrow(0, start, len).detach().clone().requires_grad_(true);
-    torch::Tensor fed = x;
-    if (spec.tangents) fed = at::_make_dual(x, velocity.narrow(0, start, len).contiguous(), level);
 
-    std::vector<torch::Tensor> captured(n_layers), tangents(n_layers);
+    // Tangents come from a forward of their own, without autograd: forward-mode AD through a forward that
+    // also records the reverse graph makes the backward carry tangents too (measured ~1.6× the cost of the
+    // two passes separately on the example CNN).
+    std::vector<torch::Tensor> tangents(n_layers);
+    if (spec.tangents) {
+      torch::NoGradGuard no_grad;
+      const auto dual_input = at::_make_dual(x.detach(), velocity.narrow(0, start, len).contiguous(), level);
+      tapped->forward(dual_input, [&](std::size_t i, const torch::Tensor& y) {
+        auto tan = std::get<1>(at::_unpack_dual(y, level));
+        tangents[i] = tan.defined() ? tan.clone() : torch::zeros_like(y);
+        return y;
+      });
+    }
+
+    std::vector<torch::Tensor> captured(n_layers);
     auto tap = [&](std::size_t i, const torch::Tensor& y) {
-      if (spec.tangents) {
-        auto [primal, tan] = at::_unpack_dual(y, level);
-        tangents[i] = tan.defined() ? tan.detach().clone() : torch::zeros_like(primal);
-      }
       captured[i] = y;
       return y.clone();
     };
-    const torch::Tensor out = tapped->forward(fed, tap);
+    const torch::Tensor out = tapped->forward(x, tap);
     const torch::Tensor f = objective(out, all_targets.narrow(0, start, len));
     require_finite(f.detach(), "the model's output F at path points");
 
@@ -159,15 +167,9 @@ PathPass compute_path_pass(const Model& model, const PathPassSpec& spec, const t
     if (spec.input_grads) wrt.push_back(x);
     auto grads = torch::autograd::grad({f.sum()}, wrt, /*grad_outputs=*/{}, /*retain_graph=*/false,
                                        /*create_graph=*/false, /*allow_unused=*/true);
-    // While a dual level is active the backward itself is forward-differentiated (it reads dual saved
-    // tensors), so gradients can carry tangents; keep only their primal values.
-    if (spec.tangents)
-      for (auto& g : grads)
-        if (g.defined()) g = std::get<0>(at::_unpack_dual(g, level));
-    pass.f.narrow(0, start, len).copy_(spec.tangents ? std::get<0>(at::_unpack_dual(f, level)).detach() : f.detach());
+    pass.f.narrow(0, start, len).copy_(f.detach());
     for (std::size_t i = 0; i < n_layers; ++i) {
-      torch::Tensor y = captured[i].detach();
-      if (spec.tangents) y = std::get<0>(at::_unpack_dual(y, level));
+      const torch::Tensor y = captured[i].detach();
       if (!act[i].defined()) {
         auto sizes = y.sizes().vec();
         sizes[0] = total;
