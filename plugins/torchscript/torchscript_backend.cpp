@@ -239,6 +239,19 @@ class TorchScriptModel : public Model {
   }
 
   std::shared_ptr<const TappedForward> tapped(const std::vector<std::string>& names) const override {
+    // Rewriting and the executor's first-run planning cost more than a small forward: keep every tapped
+    // forward made, per layer list (a run asks for a handful).
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (auto it = cache_.find(names); it != cache_.end()) return it->second;
+    }
+    auto made = make_tapped(names);
+    std::lock_guard<std::mutex> lock(mutex_);
+    return cache_.emplace(names, std::move(made)).first->second;
+  }
+
+ private:
+  std::shared_ptr<const TappedForward> make_tapped(const std::vector<std::string>& names) const {
     // Resolve names to (path, site index).
     std::vector<std::pair<std::string, int>> wanted;
     std::set<std::string> paths;
@@ -277,7 +290,6 @@ class TorchScriptModel : public Model {
     return std::make_shared<TorchScriptTappedForward>(module_, r.graph, names, std::move(slot_to_layer));
   }
 
- private:
   void discover() {
     Rewritten r = rewrite(module_, {}, true);
     std::map<std::string, int> counts;
@@ -343,6 +355,7 @@ class TorchScriptModel : public Model {
   mutable std::mutex mutex_;
   std::vector<LayerInfo> layers_;
   std::set<std::string> uncalled_;
+  mutable std::map<std::vector<std::string>, std::shared_ptr<const TappedForward>> cache_;
 };
 
 bool looks_frozen(const torch::jit::Module& m) {
