@@ -173,3 +173,16 @@ TEST(PathMethods, InteriorGradientPathStartsAtZero) {
   const auto sums = r.values.sum(1);
   EXPECT_TRUE(torch::allclose(sums, run.result.f_input - f0, 1e-9, 1e-9));
 }
+
+TEST(PathMethods, ProbabilityOutputAndPerInputTargetsKeepCompleteness) {
+  const auto targets = save_temp_tensor(torch::tensor({0, 1, 2, 0, 1}, torch::kLong), "targets.pt");
+  const auto toml = "[model]\npath = \"" + mlp() + "\"\noutput = \"probability\"\n[data]\ninputs = \"" + mlp_inputs() +
+                    "\"\ntarget = \"" + targets + "\"\n[run]\nprecision = \"double\"\n" +
+                    method("conductance", "[\"act\"]", 64, "gausslegendre");
+  const auto run = run_config(toml);
+  EXPECT_TRUE(torch::equal(run.plan.targets, torch::tensor({0, 1, 2, 0, 1}, torch::kLong)));
+  EXPECT_LT(max_abs_delta(run, "conductance-gausslegendre-64", "act"), 1e-8);
+  // F is a probability: F(x) within (0, 1).
+  EXPECT_GT(run.result.f_input.min().item<double>(), 0.0);
+  EXPECT_LT(run.result.f_input.max().item<double>(), 1.0);
+}
