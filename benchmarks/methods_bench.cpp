@@ -15,6 +15,7 @@
 #include <sstream>
 
 #include "galvani/core/config.h"
+#include "galvani/core/process.h"
 #include "galvani/core/runner.h"
 #include "galvani/passes.h"
 #include "galvani/tap.h"
@@ -91,7 +92,9 @@ void BM_Floor(benchmark::State& state, const std::string& name) {
   tbb::task_arena arena(plan->concurrency);
   for (auto _ : state) {
     arena.execute([&] {
-      tbb::parallel_for(int64_t{0}, shards, [&](int64_t s) {
+      // One task per shard (simple partitioner, grain 1), as the runner's flow graph schedules them.
+      tbb::parallel_for(tbb::blocked_range<int64_t>(0, shards, 1), [&](const tbb::blocked_range<int64_t>& range) {
+       for (int64_t s = range.begin(); s < range.end(); ++s) {
         at::set_num_threads(plan->intra_threads);
         torch::AutoGradMode grad(true);
         const auto start = s * plan->shard_size;
@@ -108,7 +111,8 @@ void BM_Floor(benchmark::State& state, const std::string& name) {
           const auto f = plan->objective(out, tg.narrow(0, p, l));
           benchmark::DoNotOptimize(torch::autograd::grad({f.sum()}, {cap[0]})[0]);
         }
-      });
+       }
+      }, tbb::simple_partitioner());
     });
   }
   report_points(state, c);
@@ -145,6 +149,7 @@ void register_all() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  galvani::core::tune_allocator();  // as the command line does; the floor runs under the same allocator
   register_all();
   benchmark::Initialize(&argc, argv);
   benchmark::RunSpecifiedBenchmarks();

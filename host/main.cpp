@@ -14,6 +14,7 @@
 
 #include "galvani/core/config.h"
 #include "galvani/core/plugin_host.h"
+#include "galvani/core/process.h"
 #include "galvani/core/runner.h"
 #include "galvani/model.h"
 #include "galvani/tensor_io.h"
@@ -164,6 +165,7 @@ int cmd_run(const Args& a) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  galvani::core::tune_allocator();
   if (argc < 2) {
     std::cerr << kUsage;
     return 2;
