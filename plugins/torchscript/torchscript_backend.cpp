@@ -172,7 +172,12 @@ class TorchScriptTappedForward : public TappedForward {
       return tap(it->second, x);
     });
     std::vector<c10::IValue> stack{module_._ivalue(), input.is_inference() ? input.clone() : input};
-    c10::IValue out = (*fn_)(std::move(stack));
+    c10::IValue out;
+    try {
+      out = (*fn_)(std::move(stack));
+    } catch (const StopForward&) {
+      return {};
+    }
     for (std::size_t i = 0; i < names_.size(); ++i) {
       if (fired[i] == 1) continue;
       if (fired[i] == 0)

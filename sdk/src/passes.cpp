@@ -149,9 +149,11 @@ PathPass compute_path_pass(const Model& model, const PathPassSpec& spec, const t
     if (spec.tangents) {
       torch::NoGradGuard no_grad;
       const auto dual_input = at::_make_dual(x.detach(), velocity.narrow(0, start, len).contiguous(), level);
+      std::size_t seen = 0;
       tapped->forward(dual_input, [&](std::size_t i, const torch::Tensor& y) {
         auto tan = std::get<1>(at::_unpack_dual(y, level));
         tangents[i] = tan.defined() ? tan.clone() : torch::zeros_like(y);
+        if (++seen == n_layers) throw StopForward();  // the layers after the deepest tap are not needed
         return y;
       });
     }

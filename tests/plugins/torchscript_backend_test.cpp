@@ -249,3 +249,23 @@ TEST(TorchScriptBackend, CorruptOrMissingFiles) {
   EXPECT_THROW(load_model(bad), ModelError);
   EXPECT_THROW(load_model("/nonexistent/model.pt"), ModelError);
 }
+
+TEST(TorchScriptBackend, StopForwardEndsTheForwardAtATap) {
+  auto model = load_model(fixture("tiny_cnn_traced.pt"));
+  auto tapped = model->tapped({"conv1", "fc"});
+  const auto x = torch::rand({2, 1, 8, 8});
+  std::vector<std::size_t> seen;
+  const auto out = tapped->forward(x, [&](std::size_t i, const torch::Tensor& y) -> torch::Tensor {
+    seen.push_back(i);
+    throw galvani::StopForward();
+  });
+  EXPECT_FALSE(out.defined());
+  EXPECT_EQ(seen, std::vector<std::size_t>{0});
+  // The same forward runs normally afterwards, on this thread and another.
+  EXPECT_TRUE(torch::allclose(tapped->forward(x, [](std::size_t, const torch::Tensor& y) { return y.clone(); }),
+                              model->forward(x)));
+  std::thread([&] {
+    EXPECT_TRUE(torch::allclose(tapped->forward(x, [](std::size_t, const torch::Tensor& y) { return y.clone(); }),
+                                model->forward(x)));
+  }).join();
+}

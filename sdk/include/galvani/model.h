@@ -32,6 +32,11 @@ struct GALVANI_API LayerInfo {
 /// thread, inside the forward, with grad mode as the caller set it.
 using TapFn = std::function<torch::Tensor(std::size_t layer, const torch::Tensor& output)>;
 
+/// Thrown by a tap to end the forward early, once it has seen every layer it needs (the rest of the network
+/// is then not computed). TappedForward::forward catches it and returns an undefined tensor. Deliberately not
+/// a std::exception, so that nothing between the tap and the forward mistakes it for an error.
+struct GALVANI_API StopForward {};
+
 /// A forward whose requested layers pass through a tap. Prepared once (graph rewriting is not free) and
 /// then callable from several threads at once.
 class GALVANI_API TappedForward {
@@ -42,6 +47,7 @@ class GALVANI_API TappedForward {
   /// Runs the model on `input` (batch first, on the model's device). Every requested layer's output goes
   /// through `tap` exactly once per forward; a layer that does not run (a branch not taken) or runs more than
   /// once (inside a loop) is a ModelError. Skip connections around a tapped layer keep their real values.
+  /// If a tap throws StopForward, the forward ends there and returns an undefined tensor.
   virtual torch::Tensor forward(const torch::Tensor& input, const TapFn& tap) const = 0;
 };
 
