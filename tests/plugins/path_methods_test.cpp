@@ -186,3 +186,23 @@ TEST(PathMethods, ProbabilityOutputAndPerInputTargetsKeepCompleteness) {
   EXPECT_GT(run.result.f_input.min().item<double>(), 0.0);
   EXPECT_LT(run.result.f_input.max().item<double>(), 1.0);
 }
+
+TEST(PathMethods, FilterConductanceSumsToTheFiltersTotalConductance) {
+  // On the tiny CNN: neuron conductance of whole filters of conv2, summed over input features, equals total
+  // conductance summed over the filter's spatial positions (same quadrature, so exactly).
+  torch::manual_seed(4);
+  const auto inputs = save_temp_tensor(torch::rand({3, 1, 8, 8}), "cnn_inputs.pt");
+  const auto toml = "[model]\npath = \"" + galvani::testing::fixture("tiny_cnn_scripted.pt") +
+                    "\"\ndtype = \"float64\"\n[data]\ninputs = \"" + inputs + "\"\n[run]\nprecision = \"double\"\n" +
+                    method("conductance", "[\"conv2\"]", 24, "gausslegendre", "unit = \"filter\"\n") +
+                    "[[methods]]\nplugin = \"conductance\"\nname = \"filters\"\nlayers = [\"conv2\"]\nsteps = 24\n"
+                    "rule = \"gausslegendre\"\nfilters = [1, 3]\n";
+  const auto run = run_config(toml);
+  const auto& per_filter = run.get("conductance-gausslegendre-24", "conv2").values;  // [3, 4] after unit = filter
+  ASSERT_EQ(per_filter.sizes(), (std::vector<int64_t>{3, 4}));
+  const auto& maps = run.get("filters", "conv2").values;  // [3, 2, 1, 8, 8]
+  ASSERT_EQ(maps.sizes(), (std::vector<int64_t>{3, 2, 1, 8, 8}));
+  const auto sums = maps.reshape({3, 2, -1}).sum(2);
+  EXPECT_TRUE(torch::allclose(sums.select(1, 0), per_filter.select(1, 1), 1e-10, 1e-10));
+  EXPECT_TRUE(torch::allclose(sums.select(1, 1), per_filter.select(1, 3), 1e-10, 1e-10));
+}
