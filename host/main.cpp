@@ -15,6 +15,7 @@
 #include "galvani/core/config.h"
 #include "galvani/core/plugin_host.h"
 #include "galvani/core/process.h"
+#include "galvani/core/scaffold.h"
 #include "galvani/core/runner.h"
 #include "galvani/model.h"
 #include "galvani/tensor_io.h"
@@ -33,6 +34,8 @@ commands:
   plugins                 list plugins, their components and load errors
   layers MODEL.pt [--input-shape C,H,W | --inputs FILE.pt] [--backend NAME]
                           list the model's layers (names to use in configs)
+  new-plugin NAME --kind method|evaluator|path|backend [--dir DIR]
+                          write a buildable out-of-tree plugin project into DIR/NAME
   version                 print the version
   help                    this text
 
@@ -109,15 +112,30 @@ int cmd_layers(const Args& a) {
   std::size_t w = 5;
   for (const auto& l : layers) w = std::max(w, l.name.size());
   std::cout << std::left << std::setw(static_cast<int>(w) + 2) << "layer" << std::setw(22) << "type"
-            << std::setw(20) << "output shape" << "units\n";
+            << std::setw(20) << "output shape" << std::setw(10) << "units" << "call\n";
   for (const auto& l : layers) {
     std::int64_t units = 1;
     for (auto s : l.shape) units *= s;
     std::cout << std::setw(static_cast<int>(w) + 2) << l.name << std::setw(22) << (l.type.empty() ? "-" : l.type)
               << std::setw(20) << (l.shape.empty() ? std::string("?") : galvani::shape_string(l.shape))
-              << (l.shape.empty() ? std::string("?") : std::to_string(units)) << "\n";
+              << std::setw(10) << (l.shape.empty() ? std::string("?") : std::to_string(units))
+              << (l.call_count > 1 ? std::to_string(l.call_index + 1) + " of " + std::to_string(l.call_count)
+                                   : std::string("-"))
+              << "\n";
   }
   if (!example.defined()) std::cout << "(give --input-shape or --inputs to see output shapes)\n";
+  return 0;
+}
+
+int cmd_new_plugin(const Args& a) {
+  if (a.positional.size() != 1 || !a.options.count("--kind"))
+    throw galvani::ConfigError("usage: galvani new-plugin NAME --kind method|evaluator|path|backend [--dir DIR]");
+  const std::string dir = a.options.count("--dir") ? a.options.at("--dir") : ".";
+  const auto root = galvani::core::write_plugin_scaffold(a.positional[0], a.options.at("--kind"), dir);
+  std::cout << "wrote " << root << "/ (CMakeLists.txt, src/, tests/, README.md)\n"
+            << "build it against the installed SDK:\n"
+            << "  cmake -S " << root << " -B " << root << "/build -DCMAKE_PREFIX_PATH=<galvani prefix>\n"
+            << "  cmake --build " << root << "/build && ctest --test-dir " << root << "/build\n";
   return 0;
 }
 
@@ -141,8 +159,12 @@ int cmd_run(const Args& a) {
     const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const double eta = done ? el / done * (total - done) : 0;
     std::ostringstream line;
-    line << "shards " << done << "/" << total << "  " << std::fixed << std::setprecision(1) << el << " s elapsed, ETA "
-         << eta << " s";
+    const auto inputs_done = std::min<std::int64_t>(static_cast<std::int64_t>(done) * plan.shard_size, plan.inputs.size(0));
+    const int width = 30;
+    const int filled = static_cast<int>(width * done / std::max<std::size_t>(total, 1));
+    line << "[" << std::string(filled, '#') << std::string(width - filled, '.') << "] " << inputs_done << "/"
+         << plan.inputs.size(0) << " inputs  " << std::fixed << std::setprecision(1)
+         << (el > 0 ? inputs_done / el : 0.0) << " inputs/s  " << el << " s elapsed, ETA " << eta << " s";
     if (tty)
       std::cerr << "\r" << line.str() << (done == total ? "\n" : "") << std::flush;
     else if (done == total || done % std::max<std::size_t>(1, total / 10) == 0)
@@ -182,6 +204,7 @@ int main(int argc, char** argv) {
     }
     if (cmd == "plugins") return cmd_plugins();
     if (cmd == "layers") return cmd_layers(parse_args(argc, argv, 2, {"--input-shape", "--inputs", "--backend"}, {}));
+    if (cmd == "new-plugin") return cmd_new_plugin(parse_args(argc, argv, 2, {"--kind", "--dir"}, {}));
     if (cmd == "run") return cmd_run(parse_args(argc, argv, 2, {"--out"}, {"--dry-run", "--quiet"}));
     std::cerr << "galvani: unknown command '" << cmd << "'\n" << kUsage;
     return 2;

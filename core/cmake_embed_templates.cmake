@@ -1,0 +1,11 @@
+# Writes OUTPUT: a header with every file of TEMPLATE_DIR as a raw string in galvani::core::templates.
+file(GLOB files RELATIVE ${TEMPLATE_DIR} ${TEMPLATE_DIR}/*.in)
+list(SORT files)
+set(text "// Generated from core/templates by core/cmake_embed_templates.cmake; do not edit.\n#pragma once\n#include <map>\n#include <string>\nnamespace galvani::core::templates {\ninline const std::map<std::string, std::string>& all() {\n  static const std::map<std::string, std::string> files{\n")
+foreach(f ${files})
+  file(READ ${TEMPLATE_DIR}/${f} content)
+  string(APPEND text "    {\"${f}\", R\"GALVANI_TEMPLATE(${content})GALVANI_TEMPLATE\"},\n")
+endforeach()
+string(APPEND text "  };\n  return files;\n}\n}  // namespace galvani::core::templates\n")
+file(WRITE ${OUTPUT}.tmp "${text}")
+file(COPY_FILE ${OUTPUT}.tmp ${OUTPUT} ONLY_IF_DIFFERENT)
