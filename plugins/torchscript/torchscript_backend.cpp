@@ -1,193 +1,108 @@
 // The TorchScript model backend: loads traced and scripted models and runs forwards with taps on any layers.
 //
-// libtorch has no forward hooks for torch::jit::Module, so taps are a graph rewrite. For a set of layers the
-// backend copies the root forward graph (the module's own method graphs are never edited: scripted models
-// share class types between submodules), inlines module calls only along the paths that lead to the
-// requested layers, inserts `galvani::tap(out, slot)` after each requested call site, and runs the copy as a
-// GraphFunction with the original module as `self` in the SIMPLE executor (no profiling, no JIT autodiff
-// subgraphs, so forward-mode AD and custom autograd functions run through it). Everything not tapped — skip
-// connections included — runs as in the original forward.
+// libtorch has no forward hooks for torch::jit::Module, so taps are a graph rewrite (graph_rewrite.h): for a set
+// of layers the backend copies the root forward graph, inlines module calls only along the paths to those layers,
+// inserts `galvani::tap(out, slot)` after each requested call site, and runs the copy as a GraphFunction with the
+// original module as `self`. Everything not tapped, skip connections included, runs as in the original forward.
 //
-// Call sites are identified by module path; a module called at several sites (a reused ReLU, traced
-// `forward1`, `forward2`…) is listed once per site as `path#k`, k in graph order.
+// Call sites are named by module path; a module called at several sites (a reused ReLU, traced `forward1`,
+// `forward2`…) is listed once per site as `path#k`, k in graph order.
 #include <torch/csrc/jit/api/function_impl.h>
-#include <torch/csrc/jit/ir/ir.h>
-#include <torch/csrc/jit/passes/constant_propagation.h>
-#include <torch/csrc/jit/passes/dead_code_elimination.h>
-#include <torch/csrc/jit/passes/inliner.h>
 #include <torch/csrc/jit/runtime/graph_executor.h>
 #include <torch/cuda.h>
 #include <torch/script.h>
 
 #include <algorithm>
+#include <cctype>
+#include <exception>
+#include <filesystem>
 #include <map>
 #include <mutex>
 #include <set>
 #include <sstream>
 
 #include "galvani/galvani.h"
+#include "graph_rewrite.h"
 
 namespace galvani::plugins::torchscript {
 namespace {
 
-using torch::jit::Graph;
-using torch::jit::Node;
-using torch::jit::Value;
-
-const c10::Symbol kTapSymbol = c10::Symbol::fromQualString("galvani::tap");
-const c10::Symbol kVisited = c10::Symbol::attr("galvani_visited");
-
-bool is_forward_name(const std::string& n) {
-  if (n.rfind("forward", 0) != 0) return false;
-  return std::all_of(n.begin() + 7, n.end(), [](char c) { return std::isdigit(static_cast<unsigned char>(c)); });
+/// The model output as the one Tensor [B, C] (or [B]) that attributions explain.
+torch::Tensor output_tensor(const c10::IValue& out) {
+  if (!out.isTensor())
+    throw ModelError("the model returned a " + out.tagKind() +
+                     "; attributions need a model whose forward returns one Tensor [batch, classes]");
+  return out.toTensor();
 }
 
-bool is_strict_prefix(const std::string& prefix, const std::string& path) {
-  if (prefix.empty()) return !path.empty();
-  return path.size() > prefix.size() && path.compare(0, prefix.size(), prefix) == 0 && path[prefix.size()] == '.';
-}
+/// Tensors made under c10::InferenceMode cannot enter autograd; a copy made here can.
+torch::Tensor autograd_safe(const torch::Tensor& input) { return input.is_inference() ? input.clone() : input; }
 
-// The module path of a module-typed value: a chain of prim::GetAttr from `self`.
-std::optional<std::string> module_path(Value* v, Value* self) {
-  if (v == self) return std::string();
-  Node* n = v->node();
-  if (n->kind() != c10::prim::GetAttr) return std::nullopt;
-  auto parent = module_path(n->input(0), self);
-  if (!parent) return std::nullopt;
-  return parent->empty() ? n->s(c10::attr::name) : *parent + "." + n->s(c10::attr::name);
-}
-
-void collect_nodes(torch::jit::Block* b, std::vector<Node*>& out) {
-  for (Node* n : b->nodes()) {
-    out.push_back(n);
-    for (auto* sb : n->blocks()) collect_nodes(sb, out);
-  }
-}
-
-std::string class_name(Value* module_value) {
-  auto cls = module_value->type()->cast<c10::ClassType>();
-  if (!cls || !cls->name()) return "";
-  return cls->name()->name();
-}
-
-// One tap node in a rewritten graph.
-struct Site {
-  std::string path;
-  std::string type;
-  int index = 0;        // among the sites of the same path, in graph order
-  std::int64_t slot = 0;
-};
-
-// A rewritten forward: taps after every call site of `paths` (all module paths if `all`).
-struct Rewritten {
-  std::shared_ptr<Graph> graph;
-  std::vector<Site> sites;  // in graph order
-  std::vector<std::string> warnings;
-};
-
-Rewritten rewrite(const torch::jit::Module& module, const std::set<std::string>& paths, bool all) {
-  Rewritten r;
-  r.graph = torch::jit::toGraphFunction(module.get_method("forward").function()).graph()->copy();
-  Graph& g = *r.graph;
-  Value* self = g.inputs().at(0);
-  std::map<Value*, Site> pending;  // tap output → site (index assigned at the end)
-  std::int64_t next_slot = 0;
-  for (bool again = true; again;) {
-    again = false;
-    std::vector<Node*> nodes;
-    collect_nodes(g.block(), nodes);
-    for (Node* n : nodes) {
-      if (n->kind() != c10::prim::CallMethod || n->hasAttribute(kVisited)) continue;
-      n->i_(kVisited, 1);
-      const auto path = module_path(n->input(0), self);
-      if (!path) continue;  // a module value of unknown origin: cannot be named, left as it is
-      const std::string method = n->s(c10::attr::name);
-      if (!path->empty() && is_forward_name(method) && (all || paths.count(*path))) {
-        for (Value* out : n->outputs()) {
-          if (!out->type()->isSubtypeOf(*c10::TensorType::get())) {
-            r.warnings.push_back("call of '" + *path + "' returns " + out->type()->repr_str() + ", not a Tensor");
-            continue;
-          }
-          torch::jit::WithInsertPoint guard(n->next());
-          Value* slot = g.insertConstant(c10::IValue(next_slot));
-          Value* tapped = g.insert(kTapSymbol, {out, slot});
-          tapped->setType(out->type());
-          out->replaceAllUsesWith(tapped);
-          tapped->node()->replaceInput(0, out);
-          pending[tapped] = Site{*path, class_name(n->input(0)), 0, next_slot++};
-        }
-      }
-      bool inline_it = all || path->empty();
-      for (const auto& p : paths) inline_it = inline_it || is_strict_prefix(*path, p);
-      if (!inline_it) continue;
-      auto cls = n->input(0)->type()->cast<c10::ClassType>();
-      if (!cls) continue;
-      torch::jit::GraphFunction* fn = torch::jit::tryToGraphFunction(cls->getMethod(method));
-      if (!fn) continue;
-      // The callee's unoptimised graph: its optimised graph is already inlined, child calls gone.
-      torch::jit::inlineCallTo(n, fn, /*inline_optimized_graph=*/false);
-      again = true;
-      break;
-    }
-  }
-  std::vector<Node*> nodes;
-  collect_nodes(g.block(), nodes);
-  for (Node* n : nodes)
-    if (n->hasAttribute(kVisited)) n->removeAttribute(kVisited);
-  std::map<std::string, int> counts;
-  for (Node* n : nodes) {
-    if (n->kind() != kTapSymbol) continue;
-    auto it = pending.find(n->output());
-    if (it == pending.end()) continue;
-    Site s = it->second;
-    s.index = counts[s.path]++;
-    r.sites.push_back(s);
-  }
-  return r;
-}
-
-std::string site_name(const std::string& path, int index, int count) {
-  return count > 1 ? path + "#" + std::to_string(index) : path;
-}
-
+/// A forward with taps, run by the SIMPLE graph executor: no profiling and no JIT autodiff subgraphs, so
+/// forward-mode AD (dual tensors) and custom autograd functions go through it, and the first call costs no
+/// profiling runs.
+///
+/// Contract with taps: what a tap returns flows on in place of the layer output, and ops after the layer may
+/// modify it in place (ResNet's `out += identity`, `ReLU(inplace=True)`). A tap that keeps the output (to
+/// capture it or to differentiate with respect to it) must therefore return a different tensor; the SDK's
+/// `taps::*` helpers return fresh tensors, so nothing here clones again. Grad mode is the caller's.
+/// Thread-safe: the tap callback is installed per thread (TapScope) and per call.
 class TorchScriptTappedForward : public TappedForward {
  public:
-  TorchScriptTappedForward(torch::jit::Module module, std::shared_ptr<Graph> graph, std::vector<std::string> names,
-                           std::map<std::int64_t, std::size_t> slot_to_layer)
+  TorchScriptTappedForward(torch::jit::Module module, std::shared_ptr<torch::jit::Graph> graph,
+                           std::vector<std::string> names, std::map<std::int64_t, std::size_t> slot_to_layer)
       : module_(std::move(module)), names_(std::move(names)), slot_to_layer_(std::move(slot_to_layer)) {
-    fn_ = std::make_unique<torch::jit::GraphFunction>(c10::QualifiedName("__galvani__.tapped_forward"), std::move(graph),
-                                                      nullptr, torch::jit::ExecutorExecutionMode::SIMPLE);
-    // Keep argument names and defaults of the original forward.
+    fn_ = std::make_unique<torch::jit::GraphFunction>(c10::QualifiedName("__galvani__.tapped_forward"),
+                                                      std::move(graph), nullptr,
+                                                      torch::jit::ExecutorExecutionMode::SIMPLE);
+    // The original argument names and defaults.
     fn_->setSchema(module_.get_method("forward").function().getSchema().cloneWithName("tapped_forward", ""));
   }
 
   const std::vector<std::string>& layers() const override { return names_; }
 
   torch::Tensor forward(const torch::Tensor& input, const TapFn& tap) const override {
+    return run(input, tap, /*strict=*/true);
+  }
+
+  /// The forward; `strict` checks that every layer went through its tap exactly once (off for probing shapes,
+  /// where layers in branches not taken or in loops are expected).
+  torch::Tensor run(const torch::Tensor& input, const TapFn& tap, bool strict) const {
     std::vector<int> fired(names_.size(), 0);
+    // The interpreter turns exceptions thrown inside an operator into std::runtime_error with a TorchScript
+    // traceback; the tap's own exception (a galvani::ShapeError, StopForward) is kept here and rethrown as is.
+    std::exception_ptr tap_error;
+    bool stopped = false;
     TapScope scope([&](std::int64_t slot, const torch::Tensor& x) -> torch::Tensor {
-      auto it = slot_to_layer_.find(slot);
+      const auto it = slot_to_layer_.find(slot);
       if (it == slot_to_layer_.end()) return x;
       ++fired[it->second];
-      return tap(it->second, x);
+      try {
+        return tap(it->second, x);
+      } catch (const StopForward&) {
+        stopped = true;
+        throw;
+      } catch (...) {
+        tap_error = std::current_exception();
+        throw;
+      }
     });
-    std::vector<c10::IValue> stack{module_._ivalue(), input.is_inference() ? input.clone() : input};
     c10::IValue out;
     try {
-      out = (*fn_)(std::move(stack));
-    } catch (const StopForward&) {
-      return {};
+      out = (*fn_)({module_._ivalue(), autograd_safe(input)});
+    } catch (...) {
+      if (stopped) return {};
+      if (tap_error) std::rethrow_exception(tap_error);
+      throw;
     }
-    for (std::size_t i = 0; i < names_.size(); ++i) {
-      if (fired[i] == 1) continue;
+    for (std::size_t i = 0; strict && i < names_.size(); ++i) {
       if (fired[i] == 0)
         throw ModelError("layer '" + names_[i] + "' did not run in this forward (a branch not taken?)");
-      throw ModelError("layer '" + names_[i] + "' ran " + std::to_string(fired[i]) +
-                       " times in one forward (inside a loop); taps need one output per layer");
+      if (fired[i] > 1)
+        throw ModelError("layer '" + names_[i] + "' ran " + std::to_string(fired[i]) +
+                         " times in one forward (it is called inside a loop); taps need one output per layer");
     }
-    if (!out.isTensor())
-      throw ModelError("the model returned a " + out.tagKind() + "; attributions need one Tensor [batch, classes]");
-    return out.toTensor();
+    return output_tensor(out);
   }
 
  private:
@@ -199,18 +114,25 @@ class TorchScriptTappedForward : public TappedForward {
 
 class TorchScriptModel : public Model {
  public:
-  TorchScriptModel(torch::jit::Module module, std::string path, torch::Device device,
-                   std::optional<torch::ScalarType> dtype)
-      : module_(std::move(module)), path_(std::move(path)), device_(device) {
-    for (const auto& p : module_.parameters()) p.requires_grad_(false);
-    // The dtype inputs are converted to: as asked, else the parameters', else float32.
-    dtype_ = dtype.value_or(torch::kFloat);
-    if (!dtype)
-      for (const auto& p : module_.parameters()) {
-        dtype_ = p.scalar_type();
-        break;
-      }
-    discover();
+  TorchScriptModel(torch::jit::Module module, std::string path, torch::Device device, torch::ScalarType dtype)
+      : module_(std::move(module)), path_(std::move(path)), device_(device), dtype_(dtype) {
+    const TappedGraph all = insert_taps(module_, std::nullopt);
+    std::map<std::string, int> counts;
+    for (const auto& s : all.sites) ++counts[s.path];
+    for (const auto& s : all.sites) {
+      LayerInfo info;
+      info.name = counts[s.path] > 1 ? s.path + "#" + std::to_string(s.index) : s.path;
+      info.module = s.path;
+      info.type = s.type;
+      info.call_index = s.index;
+      info.call_count = counts[s.path];
+      layers_.push_back(std::move(info));
+      callers_[s.path].insert(s.callers.begin(), s.callers.end());
+    }
+    untappable_ = all.untappable;
+    for (const auto& child : module_.named_modules())
+      if (!child.name.empty() && !counts.count(child.name) && !untappable_.count(child.name))
+        uncalled_.insert(child.name);
   }
 
   std::vector<LayerInfo> layers() const override {
@@ -222,119 +144,103 @@ class TorchScriptModel : public Model {
     std::vector<std::string> names;
     for (const auto& l : layers()) names.push_back(l.name);
     if (names.empty()) return;
-    auto tapped = this->tapped(names);
-    std::vector<std::vector<int64_t>> shapes(names.size());
+    std::vector<std::optional<std::vector<std::int64_t>>> shapes(names.size());
+    torch::Tensor x = example.to(device_);
+    if (x.is_floating_point()) x = x.to(dtype_);
     torch::NoGradGuard no_grad;
-    tapped->forward(example.to(device_), [&](std::size_t i, const torch::Tensor& y) {
-      shapes[i] = y.sizes().slice(1).vec();
-      return y;
-    });
+    // Not cached: a forward with every layer tapped is for this one call.
+    make_tapped(names)->run(
+        x,
+        [&](std::size_t i, const torch::Tensor& y) {
+          if (!shapes[i] && y.dim() > 0) shapes[i] = y.sizes().slice(1).vec();
+          return y;
+        },
+        /*strict=*/false);
     std::lock_guard<std::mutex> lock(mutex_);
-    for (std::size_t i = 0; i < names.size(); ++i) layers_[i].shape = shapes[i];
+    for (std::size_t i = 0; i < names.size(); ++i) layers_[i].shape = shapes[i].value_or(std::vector<std::int64_t>{});
   }
 
   torch::Device device() const override { return device_; }
   torch::ScalarType dtype() const override { return dtype_; }
 
   torch::Tensor forward(const torch::Tensor& input) const override {
-    c10::IValue out = const_cast<torch::jit::Module&>(module_).forward({input.is_inference() ? input.clone() : input});
-    if (!out.isTensor())
-      throw ModelError("the model returned a " + out.tagKind() + "; attributions need one Tensor [batch, classes]");
-    return out.toTensor();
+    torch::jit::Module module = module_;  // a handle: Module::forward is not const
+    return output_tensor(module.forward({autograd_safe(input)}));
   }
 
   std::shared_ptr<const TappedForward> tapped(const std::vector<std::string>& names) const override {
-    // Rewriting and the executor's first-run planning cost more than a small forward: keep every tapped
-    // forward made, per layer list (a run asks for a handful).
+    // Rewriting costs more than a small forward and a run asks for a handful of layer lists: keep them.
     {
       std::lock_guard<std::mutex> lock(mutex_);
       if (auto it = cache_.find(names); it != cache_.end()) return it->second;
     }
-    auto made = make_tapped(names);
+    std::shared_ptr<const TappedForward> made = make_tapped(names);
     std::lock_guard<std::mutex> lock(mutex_);
     return cache_.emplace(names, std::move(made)).first->second;
   }
 
  private:
-  std::shared_ptr<const TappedForward> make_tapped(const std::vector<std::string>& names) const {
-    // Resolve names to (path, site index).
-    std::vector<std::pair<std::string, int>> wanted;
-    std::set<std::string> paths;
+  /// One call site: a module path and which of its calls.
+  using Site = std::pair<std::string, int>;
+
+  std::shared_ptr<TorchScriptTappedForward> make_tapped(const std::vector<std::string>& names) const {
+    std::vector<Site> wanted;
+    std::set<std::string> paths, through;
     for (const auto& name : names) {
-      auto [path, index] = resolve(name);
-      if (std::find(wanted.begin(), wanted.end(), std::make_pair(path, index)) != wanted.end())
+      Site site = resolve(name);
+      if (std::find(wanted.begin(), wanted.end(), site) != wanted.end())
         throw ModelError("layer '" + name + "' is requested twice in one tapped forward");
-      wanted.emplace_back(path, index);
-      paths.insert(path);
+      paths.insert(site.first);
+      const auto& callers = callers_.at(site.first);
+      through.insert(callers.begin(), callers.end());
+      wanted.push_back(std::move(site));
     }
-    Rewritten r = rewrite(module_, paths, false);
+    // Only the calls on the way to the requested layers are inlined; the rest stay calls, as in the model.
+    TappedGraph rewritten = insert_taps(module_, paths, through);
     std::map<std::int64_t, std::size_t> slot_to_layer;
     std::set<std::int64_t> keep;
-    for (const auto& s : r.sites) {
-      auto it = std::find(wanted.begin(), wanted.end(), std::make_pair(s.path, s.index));
-      if (it == wanted.end()) continue;
+    for (const auto& s : rewritten.sites) {
+      const auto it = std::find(wanted.begin(), wanted.end(), Site{s.path, s.index});
+      if (it == wanted.end()) continue;  // another call site of a requested module
       slot_to_layer[s.slot] = static_cast<std::size_t>(it - wanted.begin());
       keep.insert(s.slot);
     }
-    for (std::size_t i = 0; i < names.size(); ++i) {
-      bool found = false;
-      for (const auto& [slot, layer] : slot_to_layer) found |= layer == i;
-      if (!found) throw ModelError("layer '" + names[i] + "' has no call site in the forward graph");
-    }
-    // Drop taps at call sites of those modules that were not asked for.
-    std::vector<Node*> nodes;
-    collect_nodes(r.graph->block(), nodes);
-    for (Node* n : nodes) {
-      if (n->kind() != kTapSymbol) continue;
-      const auto slot = torch::jit::constant_as<std::int64_t>(n->input(1));
-      if (slot && keep.count(*slot)) continue;
-      n->output()->replaceAllUsesWith(n->input(0));
-      n->destroy();
-    }
-    torch::jit::EliminateDeadCode(r.graph);
-    return std::make_shared<TorchScriptTappedForward>(module_, r.graph, names, std::move(slot_to_layer));
+    // The full listing and this partial rewrite see the same call sites; a mismatch is a bug here.
+    if (keep.size() != names.size())
+      throw ModelError("internal error in the TorchScript backend: not every requested layer of '" + path_ +
+                       "' was found in the rewritten graph");
+    remove_taps_except(*rewritten.graph, keep);
+    return std::make_shared<TorchScriptTappedForward>(module_, rewritten.graph, names, std::move(slot_to_layer));
   }
 
-  void discover() {
-    Rewritten r = rewrite(module_, {}, true);
-    std::map<std::string, int> counts;
-    for (const auto& s : r.sites) ++counts[s.path];
-    for (const auto& s : r.sites) {
-      LayerInfo info;
-      info.module = s.path;
-      info.type = s.type;
-      info.call_index = s.index;
-      info.call_count = counts[s.path];
-      info.name = site_name(s.path, s.index, info.call_count);
-      layers_.push_back(info);
-    }
-    for (const auto& child : module_.named_modules()) {
-      if (child.name.empty()) continue;
-      if (!counts.count(child.name)) uncalled_.insert(child.name);
-    }
-  }
-
-  std::pair<std::string, int> resolve(const std::string& name) const {
+  /// A layer name → (module path, call index), or a ModelError that says what to ask for instead.
+  Site resolve(const std::string& name) const {
     std::string path = name;
     int index = -1;
-    if (auto hash = name.rfind('#'); hash != std::string::npos) {
+    if (const auto hash = name.rfind('#'); hash != std::string::npos) {
       path = name.substr(0, hash);
-      try {
-        index = std::stoi(name.substr(hash + 1));
-      } catch (const std::exception&) {
-        throw ModelError("layer '" + name + "': the part after '#' must be a call index");
-      }
+      const std::string digits = name.substr(hash + 1);
+      if (digits.empty() || !std::all_of(digits.begin(), digits.end(), [](unsigned char c) { return std::isdigit(c); }) || digits.size() > 6)
+        throw ModelError("layer '" + name + "': the part after '#' must be a call index (0, 1, ...)");
+      index = std::stoi(digits);
     }
     int count = 0;
     for (const auto& l : layers_)
       if (l.module == path) count = l.call_count;
     if (count == 0) {
-      if (uncalled_.count(path))
+      const auto untappable = untappable_.find(path);
+      // Tracing a module that returns its input unchanged (nn.Identity) records no op, so the traced graph calls
+      // it without arguments, for nothing (`forward(self) -> None`), or not at all.
+      if (uncalled_.count(path) || (untappable != untappable_.end() && untappable->second == "NoneType"))
         throw ModelError("layer '" + path + "' is a submodule of " + path_ +
-                         " but is never called in its forward graph. A traced nn.Identity (or any module that "
-                         "returns its input unchanged) leaves no call behind when traced: script the model with "
-                         "torch.jit.script, or tap the layer before or after it");
-      (void)layer(name);  // throws with the closest names
+                         " but is never called on a tensor in its forward graph. A traced nn.Identity (or any "
+                         "module that returns its input unchanged) leaves no call behind, because tracing records "
+                         "only the ops it saw. Script the model with torch.jit.script, or tap the layer before or "
+                         "after it");
+      if (untappable != untappable_.end())
+        throw ModelError("layer '" + path + "' returns " + untappable->second +
+                         ", not a Tensor, so it cannot be tapped; tap one of its submodules instead");
+      (void)layer(name);  // throws ModelError with the closest names
     }
     if (index < 0) {
       if (count > 1) {
@@ -343,13 +249,12 @@ class TorchScriptModel : public Model {
         for (int k = 0; k < count; ++k) msg << (k ? ", " : "") << path << "#" << k;
         throw ModelError(msg.str());
       }
-      index = 0;
-    } else if (index >= count) {
-      throw ModelError("layer '" + name + "': '" + path + "' has " + std::to_string(count) + " call site" +
-                       (count == 1 ? "" : "s") + (count == 1 ? "; use '" + path + "'" : ""));
-    } else if (count == 1) {
-      throw ModelError("layer '" + name + "': '" + path + "' has one call site; use '" + path + "'");
+      return {path, 0};
     }
+    if (count == 1) throw ModelError("layer '" + name + "': '" + path + "' has one call site; use '" + path + "'");
+    if (index >= count)
+      throw ModelError("layer '" + name + "': '" + path + "' has " + std::to_string(count) + " call sites, " + path +
+                       "#0 to " + path + "#" + std::to_string(count - 1));
     return {path, index};
   }
 
@@ -357,43 +262,81 @@ class TorchScriptModel : public Model {
   std::string path_;
   torch::Device device_;
   torch::ScalarType dtype_;
-  mutable std::mutex mutex_;
+  std::map<std::string, std::string> untappable_;  // submodules whose output is not a Tensor → its type
+  std::set<std::string> uncalled_;                 // submodules without a call site in the forward graph
+  std::map<std::string, std::set<std::string>> callers_;  // module path → the calls inlined to reach its sites
+  mutable std::mutex mutex_;                       // guards layers_ (shapes) and cache_
   std::vector<LayerInfo> layers_;
-  std::set<std::string> uncalled_;
   mutable std::map<std::vector<std::string>, std::shared_ptr<const TappedForward>> cache_;
 };
 
-bool looks_frozen(const torch::jit::Module& m) {
-  if (m.named_children().size() > 0 || m.parameters().size() > 0) return false;
-  const auto graph = torch::jit::toGraphFunction(m.get_method("forward").function()).graph();
-  for (Node* n : graph->nodes())
-    if (n->kind() == c10::prim::Constant && n->output()->type()->isSubtypeOf(*c10::TensorType::get())) return true;
-  return false;
+/// A ModelError for `device` when it cannot be used here.
+void check_device(const std::string& path, const torch::Device& device) {
+  if (!device.is_cuda()) return;
+  if (!torch::cuda::is_available())
+    throw ModelError("cannot load '" + path + "' on " + device.str() +
+                     ": no CUDA device is available (this libtorch was built without CUDA, or no GPU is visible); "
+                     "use device = \"cpu\"");
+  const auto count = static_cast<int>(torch::cuda::device_count());
+  if (device.has_index() && device.index() >= count)
+    throw ModelError("cannot load '" + path + "' on " + device.str() + ": there " +
+                     (count == 1 ? "is 1 CUDA device (cuda:0)"
+                                 : "are " + std::to_string(count) + " CUDA devices (cuda:0 to cuda:" +
+                                       std::to_string(count - 1) + ")"));
+}
+
+/// The first line of a libtorch error, without its C++ backtrace.
+std::string reason(const std::exception& e) {
+  const auto* c10_error = dynamic_cast<const c10::Error*>(&e);
+  std::string why = c10_error ? c10_error->what_without_backtrace() : e.what();
+  if (const auto nl = why.find('\n'); nl != std::string::npos) why.resize(nl);
+  return why;
 }
 
 class TorchScriptBackend : public ModelBackend {
  public:
   std::shared_ptr<Model> load(const std::string& path, const ModelOptions& options) const override {
-    if (options.device.is_cuda() && !torch::cuda::is_available())
-      throw ModelError("cannot load '" + path + "' on " + options.device.str() + ": no CUDA device is available");
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    if (!fs::exists(path, ec)) throw ModelError("cannot load model '" + path + "': the file does not exist");
+    if (fs::is_directory(path, ec))
+      throw ModelError("cannot load model '" + path + "': it is a directory, not a TorchScript file");
+    check_device(path, options.device);
     torch::jit::Module module;
     try {
       module = torch::jit::load(path, options.device);
     } catch (const std::exception& e) {
-      std::string why = e.what();
-      if (auto nl = why.find('\n'); nl != std::string::npos) why.resize(nl);
-      throw ModelError("cannot load TorchScript model '" + path + "': " + why +
-                       " (save models with torch.jit.save(torch.jit.trace(model, example)) or torch.jit.script)");
+      const std::string why = reason(e);
+      const bool pickle = why.find("constants.pkl") != std::string::npos;
+      throw ModelError(
+          "cannot load TorchScript model '" + path + "': " + why +
+          (pickle ? ". It looks like a file written by torch.save (a state_dict or a pickled nn.Module), which "
+                    "holds no TorchScript code"
+                  : "") +
+          ". Save models with torch.jit.trace(model, example).save(path) or torch.jit.script(model).save(path)");
     }
     if (!module.find_method("forward"))
       throw ModelError("the TorchScript model '" + path + "' has no forward method");
     if (looks_frozen(module))
       throw ModelError("the model '" + path +
-                       "' was frozen with torch.jit.freeze, which folds its submodules into constants, so it has "
-                       "no layers left to tap; save the scripted or traced module before freezing it");
+                       "' was frozen with torch.jit.freeze, which folds its submodules into constants, so it has no "
+                       "layers left to tap; save the scripted or traced module before freezing it");
     module.eval();
     if (options.dtype) module.to(*options.dtype);
-    return std::make_shared<TorchScriptModel>(std::move(module), path, options.device, options.dtype);
+    // The host makes inputs and taps require grad; parameters never do (no gradients wasted on them).
+    for (const auto& p : module.parameters()) p.requires_grad_(false);
+    const torch::ScalarType dtype = options.dtype.value_or(parameter_dtype(module));
+    return std::make_shared<TorchScriptModel>(std::move(module), path, options.device, dtype);
+  }
+
+ private:
+  /// The dtype of the model's first floating parameter or buffer (float32 for a model with none).
+  static torch::ScalarType parameter_dtype(const torch::jit::Module& module) {
+    for (const auto& p : module.parameters())
+      if (p.is_floating_point()) return p.scalar_type();
+    for (const auto& b : module.buffers())
+      if (b.is_floating_point()) return b.scalar_type();
+    return torch::kFloat;
   }
 };
 
