@@ -154,23 +154,31 @@ int cmd_run(const Args& a) {
   if (!quiet) std::cerr << plan.describe();
   const bool tty = ::isatty(STDERR_FILENO);
   const auto t0 = std::chrono::steady_clock::now();
-  auto progress = [&](std::size_t done, std::size_t total) {
+  // One line per stage: redrawn in place on a terminal, plain lines (every ~10 %) otherwise.
+  auto progress = [&](const std::string& stage, std::size_t done, std::size_t total) {
     if (quiet) return;
     const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    const double eta = done ? el / done * (total - done) : 0;
     std::ostringstream line;
-    const auto inputs_done = std::min<std::int64_t>(static_cast<std::int64_t>(done) * plan.shard_size, plan.inputs.size(0));
-    const int width = 30;
-    const int filled = static_cast<int>(width * done / std::max<std::size_t>(total, 1));
-    line << "[" << std::string(filled, '#') << std::string(width - filled, '.') << "] " << inputs_done << "/"
-         << plan.inputs.size(0) << " inputs  " << std::fixed << std::setprecision(1)
-         << (el > 0 ? inputs_done / el : 0.0) << " inputs/s  " << el << " s elapsed, ETA " << eta << " s";
+    if (stage == "shards") {
+      const double eta = done ? el / done * (total - done) : 0;
+      const auto inputs_done =
+          std::min<std::int64_t>(static_cast<std::int64_t>(done) * plan.shard_size, plan.inputs.size(0));
+      const int width = 30;
+      const int filled = static_cast<int>(width * done / std::max<std::size_t>(total, 1));
+      line << "attributing [" << std::string(filled, '#') << std::string(width - filled, '.') << "] " << inputs_done
+           << "/" << plan.inputs.size(0) << " inputs  " << std::fixed << std::setprecision(1)
+           << (el > 0 ? inputs_done / el : 0.0) << " inputs/s  " << el << " s elapsed, ETA " << eta << " s";
+    } else {
+      line << stage << (done < total ? " ..." : " done") << "  " << std::fixed << std::setprecision(1) << el
+           << " s elapsed";
+    }
     if (tty)
-      std::cerr << "\r" << line.str() << (done == total ? "\n" : "") << std::flush;
-    else if (done == total || done % std::max<std::size_t>(1, total / 10) == 0)
+      std::cerr << "\r\033[K" << line.str() << (done == total ? "\n" : "") << std::flush;
+    else if (stage != "shards" || done == total || done % std::max<std::size_t>(1, total / 10) == 0)
       std::cerr << line.str() << "\n";
   };
   auto result = galvani::core::execute(plan, progress);
+  if (!quiet) std::cerr << "writing results to " << config.output.dir << "\n";
   galvani::core::write_results(plan, result, config.output.dir);
   if (!quiet) {
     std::cerr << "results in " << config.output.dir << "\n";

@@ -385,7 +385,7 @@ RunResult execute(Plan& plan, const ProgressFn& progress) {
         });
     tbb::flow::function_node<std::size_t> report(graph, tbb::flow::serial, [&](std::size_t) {
       ++done;
-      if (progress) progress(done, shards);
+      if (progress) progress("shards", done, shards);
     });
     tbb::flow::make_edge(compute, report);
     for (std::size_t s = 0; s < shards; ++s) compute.try_put(s);
@@ -422,7 +422,9 @@ RunResult execute(Plan& plan, const ProgressFn& progress) {
     }
   }
 
-  for (const auto& e : plan.evaluators) {
+  for (std::size_t ei = 0; ei < plan.evaluators.size(); ++ei) {
+    const auto& e = plan.evaluators[ei];
+    if (progress) progress("evaluator " + e.config.name, 0, 1);
     auto t0 = Clock::now();
     EvaluationInput in;
     in.model = plan.model.get();
@@ -435,6 +437,7 @@ RunResult execute(Plan& plan, const ProgressFn& progress) {
     in.results = result.results;
     result.evaluations.emplace_back(e.config.name, call_plugin(e.plugin, [&] { return e.evaluator->evaluate(in); }));
     result.timings["evaluator " + e.config.name] = seconds_since(t0);
+    if (progress) progress("evaluator " + e.config.name, 1, 1);
   }
   return result;
 }

@@ -106,3 +106,40 @@ TEST(Cli, PluginsAndLayers) {
   EXPECT_NE(r.text.find("hidden"), std::string::npos) << r.text;
   EXPECT_NE(r.text.find("[4]"), std::string::npos) << r.text;
 }
+
+TEST(Cli, ProgressIsPlainLinesOffATerminalAndSilentWithQuiet) {
+  const auto dir = galvani::testing::temp_dir();
+  galvani::save_tensor(torch::randn({40, 4}), dir + "/x.pt");
+  std::ofstream(dir + "/run.toml") << "[model]\npath = \"" << two_layer_model() << "\"\n[data]\ninputs = \"x.pt\"\n"
+                                   << "[run]\nshard_size = 4\n"
+                                   << "[[methods]]\nplugin = \"nig\"\nlayers = [\"hidden\"]\nsteps = 8\n";
+  auto r = galvani_cli("run " + dir + "/run.toml --out " + dir + "/out");
+  ASSERT_EQ(r.status, 0) << r.text;
+  EXPECT_NE(r.text.find("40/40 inputs"), std::string::npos) << r.text;
+  EXPECT_NE(r.text.find("inputs/s"), std::string::npos) << r.text;
+  EXPECT_NE(r.text.find("ETA"), std::string::npos) << r.text;
+  EXPECT_NE(r.text.find("writing results to"), std::string::npos) << r.text;
+  EXPECT_EQ(r.text.find('\r'), std::string::npos) << "no carriage returns when stderr is not a terminal";
+  r = galvani_cli("run " + dir + "/run.toml --out " + dir + "/out2 --quiet");
+  ASSERT_EQ(r.status, 0) << r.text;
+  EXPECT_EQ(r.text, "");
+}
+
+TEST(Cli, NewPluginWritesAProjectAndRefusesToOverwrite) {
+  const auto dir = galvani::testing::temp_dir();
+  auto r = galvani_cli("new-plugin my-method --kind method --dir " + dir);
+  ASSERT_EQ(r.status, 0) << r.text;
+  for (const char* f : {"CMakeLists.txt", "README.md", "src/my_method.cpp", "tests/my_method_test.cpp"})
+    EXPECT_TRUE(fs::exists(dir + "/my-method/" + f)) << f;
+  std::ifstream cmake(dir + "/my-method/CMakeLists.txt");
+  std::stringstream text;
+  text << cmake.rdbuf();
+  EXPECT_NE(text.str().find("find_package(Galvani REQUIRED)"), std::string::npos);
+  EXPECT_NE(text.str().find("galvani_add_plugin(my_method"), std::string::npos);
+  EXPECT_EQ(galvani_cli("new-plugin my-method --kind method --dir " + dir).status, 1);
+  r = galvani_cli("new-plugin My_Method --kind method --dir " + dir);
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.text.find("lower-case"), std::string::npos) << r.text;
+  r = galvani_cli("new-plugin x --kind tokenizer --dir " + dir);
+  EXPECT_NE(r.text.find("\"method\", \"evaluator\", \"path\", \"backend\""), std::string::npos) << r.text;
+}

@@ -53,6 +53,9 @@ struct GALVANI_API Evaluation {
   std::vector<Table> tables;
 };
 
+/// A configured evaluator: constructed once per `[[evaluators]]` entry from its Options, then `evaluate` is
+/// called once, on the host's thread, after every method ran, with all results (tensors on the model's device).
+/// It may run the model (input.model) for ablations; anything it throws reaches the user as PluginError.
 class GALVANI_API Evaluator {
  public:
   virtual ~Evaluator();

@@ -41,7 +41,9 @@ struct GALVANI_API Attribution {
   std::vector<std::int64_t> units;
 };
 
-/// What a method sees for one shard of inputs. All tensors are on the model's device.
+/// What a method sees for one shard of inputs. All tensors are on the model's device (cpu, cuda:N) and in the
+/// model's dtype; results are expected on the same device. A context lives for one `attribute` call; it is
+/// not shared between threads. Accessors do not throw, except `pass()` when no shared pass was declared.
 class GALVANI_API MethodContext {
  public:
   virtual ~MethodContext();
@@ -59,8 +61,10 @@ class GALVANI_API MethodContext {
   virtual const PathPass& pass() const = 0;
 };
 
-/// A configured attribution method. Constructed once per `[[methods]]` entry from its Options;
-/// `attribute` is then called concurrently for different shards and must not mutate shared state.
+/// A configured attribution method. Constructed once per `[[methods]]` entry from its Options (the factory
+/// may throw ConfigError); `attribute` is then called concurrently for different shards, from TBB worker
+/// threads with one ATen thread each, and must not mutate shared state. Anything it throws reaches the user as
+/// PluginError naming the plugin; throw galvani::Error subclasses with an actionable message.
 class GALVANI_API Method {
  public:
   virtual ~Method();

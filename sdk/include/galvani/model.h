@@ -77,7 +77,8 @@ struct GALVANI_API ModelOptions {
   std::optional<torch::ScalarType> dtype;
 };
 
-/// Loads models of one format (TorchScript, ...).
+/// Loads models of one format (TorchScript, ...). `load` is called on the host's thread; the model it returns
+/// must allow concurrent forwards and tapped forwards from several threads (taps are per call, never global).
 class GALVANI_API ModelBackend {
  public:
   virtual ~ModelBackend();

@@ -23,7 +23,9 @@ GALVANI_API Quadrature make_quadrature(const std::string& rule, int steps);
 GALVANI_API const std::vector<std::string>& quadrature_rules();
 
 /// A path γ(α), α ∈ [0, 1], from the baseline (α = 0) to the input (α = 1), with its quadrature.
-/// Implementations are immutable after construction and thread-safe.
+/// Implementations are immutable after construction and thread-safe: passes call them concurrently. Inputs
+/// and baselines are [B, ...] on the model's device; results stay on that device and dtype. `points` must be
+/// exact at α = 0 and 1, and `velocity` must be dγ/dα (conductance's tangents and completeness rely on it).
 class GALVANI_API PathGenerator {
  public:
   virtual ~PathGenerator();

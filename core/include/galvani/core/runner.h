@@ -72,8 +72,9 @@ struct RunResult {
   std::map<std::string, double> timings;  ///< seconds per stage
 };
 
-/// Called after each shard: (shards done, shards total).
-using ProgressFn = std::function<void(std::size_t done, std::size_t total)>;
+/// Progress of a stage: ("shards", done, total) after each shard, then ("evaluator NAME", i, n) before and
+/// after each evaluator.
+using ProgressFn = std::function<void(const std::string& stage, std::size_t done, std::size_t total)>;
 
 /// Runs the plan on a TBB flow graph (shards concurrently, one ATen thread each when several run at once),
 /// then the evaluators. Errors in plugin code come out as PluginError naming the plugin.
