@@ -159,11 +159,7 @@ PathPass compute_path_pass(const Model& model, const PathPassSpec& spec, const t
     }
 
     std::vector<torch::Tensor> captured(n_layers);
-    auto tap = [&](std::size_t i, const torch::Tensor& y) {
-      captured[i] = y;
-      return y.clone();
-    };
-    const torch::Tensor out = tapped->forward(x, tap);
+    const torch::Tensor out = tapped->forward(x, taps::capture(captured));
     const torch::Tensor f = objective(out, all_targets.narrow(0, start, len));
     require_finite(f.detach(), "the model's output F at path points");
 
