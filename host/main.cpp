@@ -180,6 +180,9 @@ int cmd_run(const Args& a) {
   auto result = galvani::core::execute(plan, progress);
   if (!quiet) std::cerr << "writing results to " << config.output.dir << "\n";
   galvani::core::write_results(plan, result, config.output.dir);
+  // Notes are warnings (a fallback taken, a rule replaced): shown even with --quiet.
+  for (const auto& r : result.results)
+    for (const auto& note : r.notes) std::cerr << "galvani: note: " << r.method << " at " << r.layer << ": " << note << "\n";
   if (!quiet) {
     std::cerr << "results in " << config.output.dir << "\n";
     for (const auto& r : result.results) {

@@ -50,9 +50,9 @@ torch::Tensor forward_chunked(const Model& model, const torch::Tensor& x, std::i
 class ShardContext : public MethodContext {
  public:
   ShardContext(const Plan& plan, const PlannedMethod& m, torch::Tensor inputs, torch::Tensor baselines,
-               torch::Tensor targets, const PathPass* pass)
+               torch::Tensor targets, std::int64_t offset, const PathPass* pass)
       : plan_(plan), m_(m), inputs_(std::move(inputs)), baselines_(std::move(baselines)),
-        targets_(std::move(targets)), pass_(pass) {}
+        targets_(std::move(targets)), offset_(offset), pass_(pass) {}
   const Model& model() const override { return *plan_.model; }
   const torch::Tensor& inputs() const override { return inputs_; }
   const torch::Tensor& baselines() const override { return baselines_; }
@@ -62,6 +62,7 @@ class ShardContext : public MethodContext {
   int steps() const override { return m_.config.steps; }
   std::int64_t internal_batch() const override { return m_.config.internal_batch; }
   bool double_precision() const override { return plan_.config.run.precision == "double"; }
+  std::int64_t offset() const override { return offset_; }
   const PathPass& pass() const override {
     if (!pass_)
       throw Error("method '" + m_.config.name + "' asked for a shared pass it did not declare in needs()");
@@ -72,6 +73,7 @@ class ShardContext : public MethodContext {
   const Plan& plan_;
   const PlannedMethod& m_;
   torch::Tensor inputs_, baselines_, targets_;
+  std::int64_t offset_;
   const PathPass* pass_;
 };
 
@@ -89,6 +91,10 @@ void check_attribution(const PlannedMethod& m, const Attribution& a, std::int64_
     throw PluginError(m.plugin, "method '" + m.config.name + "' returned shape " + shape_string(a.values.sizes()) +
                                     " for layer '" + a.layer + "'; expected a batch of " + std::to_string(batch));
   require_finite(a.values, "method '" + m.config.name + "' attributions at layer '" + a.layer + "'");
+  for (const auto& [key, t] : a.extras)
+    if (!t.defined() || t.dim() < 1 || t.size(0) != batch)
+      throw PluginError(m.plugin, "method '" + m.config.name + "' returned extra '" + key + "' for layer '" + a.layer +
+                                      "' that is not batch first (a batch of " + std::to_string(batch) + ")");
 }
 
 }  // namespace
@@ -344,7 +350,7 @@ RunResult execute(Plan& plan, const ProgressFn& progress) {
       for (auto i : g.methods) {
         const auto& m = plan.methods[i];
         t0 = Clock::now();
-        ShardContext ctx(plan, m, x, xb, tg, &pass);
+        ShardContext ctx(plan, m, x, xb, tg, start, &pass);
         o.per_method[i] = call_plugin(m.plugin, [&] { return m.method->attribute(ctx, m.config.layers); });
         o.timings["method " + m.config.name] += seconds_since(t0);
       }
@@ -353,7 +359,7 @@ RunResult execute(Plan& plan, const ProgressFn& progress) {
       const auto& m = plan.methods[i];
       if (m.needs.path || m.needs.endpoints) continue;
       auto t0 = Clock::now();
-      ShardContext ctx(plan, m, x, xb, tg, nullptr);
+      ShardContext ctx(plan, m, x, xb, tg, start, nullptr);
       o.per_method[i] = call_plugin(m.plugin, [&] { return m.method->attribute(ctx, m.config.layers); });
       o.timings["method " + m.config.name] += seconds_since(t0);
     }
@@ -412,12 +418,19 @@ RunResult execute(Plan& plan, const ProgressFn& progress) {
       r.layer = first[a].layer;
       r.space = first[a].space;
       std::vector<torch::Tensor> values, deltas;
+      std::map<std::string, std::vector<torch::Tensor>> extras;
       for (auto& o : outputs) {
-        values.push_back(o.per_method[i].at(a).values);
-        if (o.per_method[i].at(a).delta.defined()) deltas.push_back(o.per_method[i].at(a).delta);
+        const Attribution& part = o.per_method[i].at(a);
+        values.push_back(part.values);
+        if (part.delta.defined()) deltas.push_back(part.delta);
+        for (const auto& [key, t] : part.extras) extras[key].push_back(t);
+        for (const auto& note : part.notes)
+          if (std::find(r.notes.begin(), r.notes.end(), note) == r.notes.end()) r.notes.push_back(note);
       }
       r.values = torch::cat(values);
       if (deltas.size() == outputs.size()) r.delta = torch::cat(deltas);
+      for (auto& [key, parts] : extras)
+        if (parts.size() == outputs.size()) r.extras[key] = torch::cat(parts);
       result.results.push_back(std::move(r));
     }
   }

@@ -120,6 +120,16 @@ void write_results(const Plan& plan, const RunResult& result, const std::string&
       m["delta_max_abs"] = d.max().item<double>();
       m["delta_mean_relative"] = (d / change.clamp_min(1e-12)).mean().item<double>();
     }
+    if (!r.extras.empty()) {
+      json extras = json::object();
+      for (const auto& [key, t] : r.extras) {
+        const std::string extra_file = (folder / (safe(r.layer) + "." + safe(key) + ".pt")).string();
+        save_tensor(t, extra_file);
+        extras[key] = fs::relative(extra_file, dir).string();
+      }
+      m["extras"] = extras;
+    }
+    if (!r.notes.empty()) m["notes"] = r.notes;
     methods.push_back(m);
     if (r.space == Space::Layer) {
       auto units = r.values.detach().to(torch::kDouble).reshape({r.values.size(0), -1}).mean(0).cpu();

@@ -4,6 +4,7 @@
 #include <torch/csrc/jit/api/function_impl.h>
 #include <torch/csrc/jit/passes/dead_code_elimination.h>
 #include <torch/csrc/jit/passes/inliner.h>
+#include <torch/csrc/jit/runtime/operator.h>
 
 #include <algorithm>
 #include <cctype>
@@ -60,10 +61,11 @@ std::vector<Node*> all_nodes(Graph& graph) {
   return nodes;
 }
 
-// Marks every module call in the nodes after `first` and before `end` (and in their blocks) with `callers`.
+// Marks every node after `first` and before `end` (and in their blocks) with `callers`: module calls use it
+// to know how they were reached, other nodes to know which module's forward they belong to.
 void mark_callers(Node* first, Node* end, const std::vector<std::string>& callers) {
   for (Node* n = first; n != end; n = n->next()) {
-    if (n->kind() == c10::prim::CallMethod) n->ss_(kCallers, callers);
+    n->ss_(kCallers, callers);
     for (Block* b : n->blocks()) mark_callers(b->nodes().front(), b->return_node(), callers);
   }
 }
@@ -129,7 +131,10 @@ TappedGraph insert_taps(const torch::jit::Module& module, const std::optional<st
   std::map<std::string, int> counts;
   for (Node* n : all_nodes(g)) {
     if (n->hasAttribute(kVisited)) n->removeAttribute(kVisited);
-    if (n->hasAttribute(kCallers)) n->removeAttribute(kCallers);
+    if (n->hasAttribute(kCallers)) {
+      if (!n->ss(kCallers).empty()) r.locations[n] = n->ss(kCallers).back();
+      n->removeAttribute(kCallers);
+    }
     if (auto it = taps.find(n); it != taps.end()) {
       CallSite site = it->second;
       site.index = counts[site.path]++;
@@ -148,6 +153,133 @@ void remove_taps_except(Graph& graph, const std::set<std::int64_t>& keep) {
     n->destroy();
   }
   torch::jit::EliminateDeadCode(graph.block());
+}
+
+namespace {
+
+c10::Symbol op_tap_symbol() {
+  static const c10::Symbol symbol = c10::Symbol::fromQualString(op_tap_operator_name());
+  return symbol;
+}
+
+bool is_tensor(const c10::TypePtr& type) { return type->isSubtypeOf(*c10::TensorType::get()); }
+
+// Whether argument `i` of `n` is a tensor argument (Tensor or Optional[Tensor] in its schema).
+bool tensor_argument(const Node* n, std::size_t i) {
+  if (const auto* schema = n->maybeSchema(); schema && i < schema->arguments().size()) {
+    c10::TypePtr type = schema->arguments()[i].type();
+    if (const auto opt = type->cast<c10::OptionalType>()) type = opt->getElementType();
+    return is_tensor(type);
+  }
+  return is_tensor(n->input(i)->type());
+}
+
+// `aten::relu_` → `aten::relu`, when that exists; nullopt for ops that are not in place.
+std::optional<c10::Symbol> out_of_place(const Node* n) {
+  const std::string name = n->kind().toQualString();
+  if (n->kind().ns() != c10::namespaces::aten || name.size() < 2 || name.back() != '_' || name[name.size() - 2] == '_')
+    return std::nullopt;
+  const auto symbol = c10::Symbol::fromQualString(name.substr(0, name.size() - 1));
+  if (torch::jit::getAllOperatorsFor(symbol).empty()) return std::nullopt;
+  return symbol;
+}
+
+// Rewrites the in-place `n` out of place; reads of its first argument after it now read the result.
+Node* make_out_of_place(Graph& g, Node* n, c10::Symbol symbol) {
+  torch::jit::WithInsertPoint guard(n);
+  std::vector<torch::jit::NamedValue> args;
+  for (Value* v : n->inputs()) args.emplace_back(v);
+  Value* out = g.insert(symbol, args);
+  out->setType(n->output()->type());
+  Value* modified = n->input(0);
+  n->output()->replaceAllUsesWith(out);
+  modified->replaceAllUsesAfterNodeWith(n, out);
+  n->destroy();
+  return out->node();
+}
+
+}  // namespace
+
+OpGraph list_operations(const torch::jit::Module& module) {
+  OpGraph r;
+  r.tapped = insert_taps(module, std::nullopt);
+  Graph& g = *r.tapped.graph;
+  // Values computed from the model input (graph input 1); parameters and constants are not.
+  std::set<const Value*> dependent;
+  if (g.inputs().size() > 1) dependent.insert(g.inputs()[1]);
+  std::map<const Value*, std::int64_t> producer;  // dependent tensor value → op site index
+  std::vector<Node*> nodes = all_nodes(g);
+  for (Node*& n : nodes) {
+    bool depends = false;
+    for (Value* v : n->inputs()) depends |= dependent.count(v) > 0;
+    // A loop or branch depends on the input when anything inside it does (its outputs come from its blocks).
+    for (Block* b : n->blocks())
+      for (Value* v : b->outputs()) depends |= dependent.count(v) > 0;
+    if (!depends) continue;
+    if (n->kind() != tap_symbol() && n->outputs().size() == 1 && is_tensor(n->output()->type()) &&
+        !n->kind().is_prim()) {
+      if (const auto symbol = out_of_place(n)) {
+        const std::string location = r.tapped.locations.count(n) ? r.tapped.locations.at(n) : "";
+        r.tapped.locations.erase(n);
+        n = make_out_of_place(g, n, *symbol);
+        r.tapped.locations[n] = location;
+      }
+      OpSite site;
+      site.op = n->kind().toQualString();
+      if (const auto it = r.tapped.locations.find(n); it != r.tapped.locations.end()) site.location = it->second;
+      for (std::size_t i = 0; i < n->inputs().size(); ++i) {
+        Value* v = n->input(i);
+        if (tensor_argument(n, i)) {
+          site.args.emplace_back();
+          const auto p = producer.find(v);
+          site.producers.push_back(p != producer.end() ? p->second : dependent.count(v) ? -1 : -2);
+        } else if (const auto constant = torch::jit::toIValue(v)) {
+          site.args.push_back(*constant);
+        } else {
+          site.args.emplace_back();
+          site.dynamic_args = true;
+        }
+      }
+      producer[n->output()] = static_cast<std::int64_t>(r.sites.size());
+      r.nodes.push_back(n);
+      r.sites.push_back(std::move(site));
+    }
+    // A layer tap passes its input's producer on.
+    if (n->kind() == tap_symbol())
+      if (const auto p = producer.find(n->input(0)); p != producer.end()) producer[n->output()] = p->second;
+    for (Value* v : n->outputs()) dependent.insert(v);
+  }
+  return r;
+}
+
+void insert_op_taps(OpGraph& r, const std::set<std::size_t>& sites) {
+  Graph& g = *r.tapped.graph;
+  for (std::size_t s : sites) {
+    Node* n = r.nodes.at(s);
+    torch::jit::WithInsertPoint guard(n->next());
+    std::vector<Value*> tensors;
+    for (std::size_t i = 0; i < n->inputs().size(); ++i)
+      if (tensor_argument(n, i)) tensors.push_back(n->input(i));
+    Value* list = g.insertNode(g.createList(c10::OptionalType::create(c10::TensorType::get()), tensors))->output();
+    Value* out = n->output();
+    Value* tapped = g.insert(op_tap_symbol(), {out, list, g.insertConstant(static_cast<std::int64_t>(s))});
+    tapped->setType(out->type());
+    out->replaceAllUsesWith(tapped);
+    tapped->node()->replaceInput(0, out);
+  }
+}
+
+bool cut_at_tap(Graph& graph, std::int64_t slot) {
+  Node* tap = nullptr;
+  for (Node* n : all_nodes(graph))
+    if (n->kind() == tap_symbol() && torch::jit::constant_as<std::int64_t>(n->input(1)) == slot) tap = n;
+  if (tap == nullptr) throw std::logic_error("cut_at_tap: no tap with that slot");
+  Value* activation = graph.addInput("galvani_activation");
+  activation->setType(tap->output()->type());
+  tap->output()->replaceAllUsesWith(activation);
+  tap->destroy();
+  torch::jit::EliminateDeadCode(graph.block());
+  return graph.inputs().size() > 1 && graph.inputs()[1]->hasUses();
 }
 
 bool looks_frozen(const torch::jit::Module& module) {

@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include "galvani/model.h"
+
 namespace galvani::plugins::torchscript {
 
 /// One tapped call site of a submodule in a rewritten graph.
@@ -32,7 +34,29 @@ struct TappedGraph {
   std::vector<CallSite> sites;  ///< in graph order; slots are 0..sites.size()-1
   /// Submodules called in the graph whose output is not a Tensor (path → output type): they cannot be tapped.
   std::map<std::string, std::string> untappable;
+  /// For nodes that came from inlining: the module whose forward they belong to (innermost caller).
+  std::map<const torch::jit::Node*, std::string> locations;
 };
+
+/// The fully inlined forward with every call site tapped, and its operations that depend on the input.
+struct OpGraph {
+  TappedGraph tapped;
+  std::vector<torch::jit::Node*> nodes;  ///< op sites in graph order, parallel to `sites`
+  std::vector<galvani::OpSite> sites;
+};
+
+/// Lists the operations of `module`'s forward that take a tensor depending on the model input and return a
+/// tensor. In-place ones (`relu_`) are rewritten out of place (`relu`), later reads of their first argument
+/// redirected to the result, so an op tap sees the op's real input. Deterministic: listing twice gives the
+/// same sites in the same order.
+OpGraph list_operations(const torch::jit::Module& module);
+
+/// Inserts `galvani::op_tap(out, [tensor args], slot = site index)` after each site in `sites`.
+void insert_op_taps(OpGraph& g, const std::set<std::size_t>& sites);
+
+/// Cuts `graph` (with exactly one tap left, of slot `slot`) at that tap: the tapped value becomes a new last
+/// graph input and what only fed it is removed. Returns whether the cut graph still reads the model input.
+bool cut_at_tap(torch::jit::Graph& graph, std::int64_t slot);
 
 /// Copies the root `forward` graph of `module` and inserts a tap after every call site of the modules in
 /// `paths`, inlining the module calls in `through` (and calls on `self`) to reach them. With `paths` nullopt

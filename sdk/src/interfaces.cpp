@@ -7,10 +7,13 @@
 #include "galvani/model.h"
 #include "galvani/path.h"
 #include "galvani/plugin.h"
+#include "galvani/tensor_io.h"
 
 namespace galvani {
 
 TappedForward::~TappedForward() = default;
+TailForward::~TailForward() = default;
+OpTappedForward::~OpTappedForward() = default;
 Model::~Model() = default;
 ModelBackend::~ModelBackend() = default;
 PathGenerator::~PathGenerator() = default;
@@ -35,6 +38,48 @@ std::size_t edit_distance(const std::string& a, const std::string& b) {
   return row[b.size()];
 }
 }  // namespace
+
+namespace {
+/// A tail for any backend: the whole forward, with the layer's output replaced.
+class ReplacingTail : public TailForward {
+ public:
+  ReplacingTail(std::string layer, std::shared_ptr<const TappedForward> forward)
+      : layer_(std::move(layer)), forward_(std::move(forward)) {}
+  const std::string& layer() const override { return layer_; }
+  bool needs_input() const override { return true; }
+  std::string cut_note() const override {
+    return "the model backend cannot cut its graph, so every evaluation runs the whole forward";
+  }
+  torch::Tensor forward(const torch::Tensor& activation, const torch::Tensor& input) const override {
+    if (!input.defined() || input.size(0) != activation.size(0))
+      throw ShapeError("the tail after layer '" + layer_ + "' needs the input row-aligned with the activation (" +
+                       std::to_string(activation.size(0)) + " rows)");
+    return forward_->forward(input, [&](std::size_t, const torch::Tensor& y) {
+      if (y.sizes() != activation.sizes())
+        throw ShapeError("replacement for layer '" + layer_ + "' has shape " + shape_string(activation.sizes()) +
+                         " but the layer output has " + shape_string(y.sizes()));
+      return activation * 1;  // a fresh tensor: ops after the layer may work in place
+    });
+  }
+
+ private:
+  std::string layer_;
+  std::shared_ptr<const TappedForward> forward_;
+};
+}  // namespace
+
+std::shared_ptr<const TailForward> Model::tail(const std::string& layer) const {
+  return std::make_shared<ReplacingTail>(layer, tapped({layer}));
+}
+
+std::vector<OpSite> Model::operations() const {
+  throw ModelError("this model backend has no op taps, so operations cannot be listed or swapped");
+}
+
+std::shared_ptr<const OpTappedForward> Model::op_tapped(const std::vector<std::string>&,
+                                                        const std::vector<std::size_t>&) const {
+  throw ModelError("this model backend has no op taps (needed, e.g., by DeepLIFT to swap nonlinearities)");
+}
 
 LayerInfo Model::layer(const std::string& name) const {
   const auto all = layers();

@@ -8,6 +8,7 @@
 namespace galvani {
 namespace {
 thread_local TapScope* tl_current = nullptr;
+thread_local OpTapScope* tl_op_current = nullptr;
 }  // namespace
 
 TapScope::TapScope(Callback callback) : callback_(std::move(callback)), previous_(tl_current) { tl_current = this; }
@@ -23,6 +24,27 @@ torch::Tensor TapScope::dispatch(const torch::Tensor& x, std::int64_t slot) {
 }
 
 const char* tap_operator_name() { return "galvani::tap"; }
+
+OpTapScope::OpTapScope(Callback callback) : callback_(std::move(callback)), previous_(tl_op_current) {
+  tl_op_current = this;
+}
+OpTapScope::~OpTapScope() { tl_op_current = previous_; }
+
+torch::Tensor OpTapScope::dispatch(const torch::Tensor& out, const c10::List<c10::optional<torch::Tensor>>& args,
+                                   std::int64_t slot) {
+  OpTapScope* scope = tl_op_current;
+  if (scope == nullptr) return out;
+  if (slot < 0) throw ModelError("galvani::op_tap called with a negative slot");
+  std::vector<torch::Tensor> tensors;
+  tensors.reserve(args.size());
+  for (const auto& a : args) {
+    const c10::optional<torch::Tensor> t = a;
+    tensors.push_back(t.has_value() ? *t : torch::Tensor());
+  }
+  return scope->callback_(slot, out, tensors);
+}
+
+const char* op_tap_operator_name() { return "galvani::op_tap"; }
 
 namespace taps {
 
@@ -68,5 +90,9 @@ TapFn blend(const std::vector<torch::Tensor>& masks, const std::vector<torch::Te
 TORCH_LIBRARY(galvani, m) {
   // CONSERVATIVE: the JIT treats the op as side-effecting, so it is never removed, merged or folded.
   m.def(torch::schema("tap(Tensor x, int slot) -> Tensor", c10::AliasAnalysisKind::CONSERVATIVE));
+  m.def(torch::schema("op_tap(Tensor out, Tensor?[] args, int slot) -> Tensor", c10::AliasAnalysisKind::CONSERVATIVE));
 }
-TORCH_LIBRARY_IMPL(galvani, CompositeImplicitAutograd, m) { m.impl("tap", &galvani::TapScope::dispatch); }
+TORCH_LIBRARY_IMPL(galvani, CompositeImplicitAutograd, m) {
+  m.impl("tap", &galvani::TapScope::dispatch);
+  m.impl("op_tap", &galvani::OpTapScope::dispatch);
+}

@@ -3,6 +3,7 @@
 
 #include <torch/types.h>
 
+#include <map>
 #include <string>
 #include <variant>
 #include <vector>
@@ -21,6 +22,8 @@ struct GALVANI_API MethodResult {
   Space space = Space::Layer;
   torch::Tensor values;  ///< [N, ...]
   torch::Tensor delta;   ///< [N] or undefined
+  std::map<std::string, torch::Tensor> extras;  ///< Attribution::extras, [N, ...] each
+  std::vector<std::string> notes;               ///< Attribution::notes, without repeats
 };
 
 /// Everything an evaluator may look at. Tensors on the model's device.

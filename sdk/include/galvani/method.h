@@ -3,6 +3,7 @@
 
 #include <torch/types.h>
 
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -39,6 +40,11 @@ struct GALVANI_API Attribution {
   Space space = Space::Layer;
   /// For Space::UnitInput: which units (flat indices into the layer, or filter indices).
   std::vector<std::int64_t> units;
+  /// Further per-input results, batch first ([B, ...]): standard errors, masks, per-input checks. Written next
+  /// to the values as `<layer>.<key>.pt`; concatenated over shards like the values.
+  std::map<std::string, torch::Tensor> extras;
+  /// Things the user should know about this result (a fallback taken, a rule replaced); shown once per run.
+  std::vector<std::string> notes;
 };
 
 /// What a method sees for one shard of inputs. All tensors are on the model's device (cpu, cuda:N) and in the
@@ -57,6 +63,9 @@ class GALVANI_API MethodContext {
   virtual int steps() const = 0;
   virtual std::int64_t internal_batch() const = 0;
   virtual bool double_precision() const = 0;
+  /// Index of this shard's first input in the run: inputs()[i] is input offset()+i of the run. Methods that
+  /// draw random numbers seed them per input from it, so results do not depend on sharding or threads.
+  virtual std::int64_t offset() const = 0;
   /// The shared pass declared in MethodNeeds (throws if the method did not declare it).
   virtual const PathPass& pass() const = 0;
 };

@@ -1,6 +1,7 @@
 // Model backends: load a model, list its layers, and run forwards with taps on any set of layers.
 #pragma once
 
+#include <ATen/core/ivalue.h>
 #include <torch/types.h>
 
 #include <cstdint>
@@ -51,6 +52,53 @@ class GALVANI_API TappedForward {
   virtual torch::Tensor forward(const torch::Tensor& input, const TapFn& tap) const = 0;
 };
 
+/// The part of the network after one layer: runs on a replacement for the layer's output, without computing
+/// what only fed the layer. Shapley coalitions and ablations evaluate many replacements per input this way.
+class GALVANI_API TailForward {
+ public:
+  virtual ~TailForward();
+  virtual const std::string& layer() const = 0;
+  /// False when the graph is cut cleanly at the layer (the tail reads only the layer's output). True when
+  /// something after the layer also reads the model input (a skip connection around the layer, a shape read
+  /// from the input) or the backend cannot cut: then `forward` needs the input, row-aligned with the activation.
+  virtual bool needs_input() const = 0;
+  /// Why the tail needs the input (empty when it does not), for notes shown to the user.
+  virtual std::string cut_note() const = 0;
+  /// Runs the network from the layer on: `activation` [K, *layer shape] → outputs [K, C] (or [K]). `input`
+  /// [K, *input shape] must be given when needs_input(); it is ignored otherwise and may be undefined.
+  /// Thread-safe; grad mode is the caller's.
+  virtual torch::Tensor forward(const torch::Tensor& activation, const torch::Tensor& input) const = 0;
+};
+
+/// One operation in the model's graph that depends on the model input, as seen by op taps (DeepLIFT swaps
+/// nonlinearities through them). Listed by Model::operations() in graph order.
+struct GALVANI_API OpSite {
+  std::string op;        ///< qualified kind, e.g. `aten::relu`, `aten::max_pool2d` (in-place ops listed out of place)
+  std::string location;  ///< the module whose forward holds it (`layer1.0`, `features`), "" for the root forward
+  /// One entry per argument, in schema order: a constant's value, None for a tensor argument or for a
+  /// non-constant scalar (see `dynamic_args`).
+  std::vector<c10::IValue> args;
+  /// For each tensor argument (Optional[Tensor] included), in order: the index of the OpSite producing it, -1
+  /// for the model input, -2 when it does not depend on the input (a parameter, a constant, None).
+  std::vector<std::int64_t> producers;
+  bool dynamic_args = false;  ///< some non-tensor argument is computed at run time (its value is not in `args`)
+};
+
+/// Receives, for op site `site` (index into Model::operations()), the op's output and its tensor arguments (in
+/// order; undefined for None) during a forward, and returns what flows on in place of the output.
+using OpTapFn = std::function<torch::Tensor(std::size_t site, const torch::Tensor& output,
+                                            const std::vector<torch::Tensor>& tensor_args)>;
+
+/// A forward with taps on layers and on individual operations.
+class GALVANI_API OpTappedForward {
+ public:
+  virtual ~OpTappedForward();
+  virtual const std::vector<std::string>& layers() const = 0;
+  virtual const std::vector<std::size_t>& sites() const = 0;  ///< the tapped op sites
+  /// As TappedForward::forward, with `op_tap` called once for every tapped op site that runs.
+  virtual torch::Tensor forward(const torch::Tensor& input, const TapFn& layer_tap, const OpTapFn& op_tap) const = 0;
+};
+
 /// A loaded model. Thread-safe for concurrent forwards.
 class GALVANI_API Model {
  public:
@@ -66,6 +114,16 @@ class GALVANI_API Model {
   /// A forward with taps on `layers` (names as in LayerInfo::name). Throws ModelError naming an unknown or
   /// ambiguous layer together with the valid names.
   virtual std::shared_ptr<const TappedForward> tapped(const std::vector<std::string>& layers) const = 0;
+  /// The network after `layer` (see TailForward). The default runs the whole forward with the layer's output
+  /// replaced (needs_input() true); backends that can cut their graph return a real tail.
+  virtual std::shared_ptr<const TailForward> tail(const std::string& layer) const;
+  /// Every operation that depends on the model input, with its arguments and producers, in graph order (all
+  /// module calls inlined). The default, for backends without op taps, throws ModelError.
+  virtual std::vector<OpSite> operations() const;
+  /// A forward with taps on `layers` and on the op sites `sites` (indices into operations()). The default
+  /// throws ModelError.
+  virtual std::shared_ptr<const OpTappedForward> op_tapped(const std::vector<std::string>& layers,
+                                                           const std::vector<std::size_t>& sites) const;
   /// Looks a layer up by name; throws ModelError with suggestions when it does not exist.
   LayerInfo layer(const std::string& name) const;
 };

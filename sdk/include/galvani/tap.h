@@ -37,6 +37,30 @@ class GALVANI_API TapScope {
 /// The qualified name of the operator, for graph rewriting.
 GALVANI_API const char* tap_operator_name();
 
+/// Like TapScope, for the `galvani::op_tap(Tensor out, Tensor?[] args, int slot) -> Tensor` operator that
+/// backends insert after individual operations: the callback gets the op's output and its tensor arguments
+/// (undefined for None) and returns what flows on. Without a scope the operator returns `out`.
+class GALVANI_API OpTapScope {
+ public:
+  using Callback =
+      std::function<torch::Tensor(std::int64_t slot, const torch::Tensor& out, const std::vector<torch::Tensor>& args)>;
+  explicit OpTapScope(Callback callback);
+  ~OpTapScope();
+  OpTapScope(const OpTapScope&) = delete;
+  OpTapScope& operator=(const OpTapScope&) = delete;
+
+  /// Implementation detail of the operator.
+  static torch::Tensor dispatch(const torch::Tensor& out, const c10::List<c10::optional<torch::Tensor>>& args,
+                                std::int64_t slot);
+
+ private:
+  Callback callback_;
+  OpTapScope* previous_;
+};
+
+/// The qualified name of the op-tap operator, for graph rewriting.
+GALVANI_API const char* op_tap_operator_name();
+
 /// Tap behaviours for TapFn. All return a fresh tensor, never the layer output itself: in-place ops after
 /// the layer must not write into a tensor the caller holds or autograd saved.
 namespace taps {
