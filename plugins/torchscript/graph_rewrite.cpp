@@ -4,6 +4,7 @@
 #include <torch/csrc/jit/api/function_impl.h>
 #include <torch/csrc/jit/passes/dead_code_elimination.h>
 #include <torch/csrc/jit/passes/inliner.h>
+#include <torch/csrc/jit/passes/remove_mutation.h>
 #include <torch/csrc/jit/runtime/operator.h>
 
 #include <algorithm>
@@ -174,6 +175,25 @@ bool tensor_argument(const Node* n, std::size_t i) {
   return is_tensor(n->input(i)->type());
 }
 
+// A value known before the forward runs: a constant, or a list built from constants (traced kernel sizes).
+std::optional<c10::IValue> constant_value(Value* v) {
+  if (auto c = torch::jit::toIValue(v)) return c;
+  if (v->node()->kind() != c10::prim::ListConstruct) return std::nullopt;
+  const auto list_type = v->type()->cast<c10::ListType>();
+  if (!list_type) return std::nullopt;
+  c10::impl::GenericList list(list_type->getElementType());
+  for (Value* element : v->node()->inputs()) {
+    auto c = torch::jit::toIValue(element);
+    if (!c) return std::nullopt;
+    list.push_back(*c);
+  }
+  // Typed as the schema expects (int[] reads back with toIntVector).
+  if (list_type->getElementType()->kind() == c10::TypeKind::IntType) return c10::IValue(c10::impl::toTypedList<std::int64_t>(list));
+  if (list_type->getElementType()->kind() == c10::TypeKind::FloatType) return c10::IValue(c10::impl::toTypedList<double>(list));
+  if (list_type->getElementType()->kind() == c10::TypeKind::BoolType) return c10::IValue(c10::impl::toTypedList<bool>(list));
+  return c10::IValue(list);
+}
+
 // `aten::relu_` → `aten::relu`, when that exists; nullopt for ops that are not in place.
 std::optional<c10::Symbol> out_of_place(const Node* n) {
   const std::string name = n->kind().toQualString();
@@ -233,7 +253,7 @@ OpGraph list_operations(const torch::jit::Module& module) {
           site.args.emplace_back();
           const auto p = producer.find(v);
           site.producers.push_back(p != producer.end() ? p->second : dependent.count(v) ? -1 : -2);
-        } else if (const auto constant = torch::jit::toIValue(v)) {
+        } else if (const auto constant = constant_value(v)) {
           site.args.push_back(*constant);
         } else {
           site.args.emplace_back();
@@ -269,7 +289,8 @@ void insert_op_taps(OpGraph& r, const std::set<std::size_t>& sites) {
   }
 }
 
-bool cut_at_tap(Graph& graph, std::int64_t slot) {
+bool cut_at_tap(const std::shared_ptr<Graph>& shared, std::int64_t slot) {
+  Graph& graph = *shared;
   Node* tap = nullptr;
   for (Node* n : all_nodes(graph))
     if (n->kind() == tap_symbol() && torch::jit::constant_as<std::int64_t>(n->input(1)) == slot) tap = n;
@@ -278,7 +299,14 @@ bool cut_at_tap(Graph& graph, std::int64_t slot) {
   activation->setType(tap->output()->type());
   tap->output()->replaceAllUsesWith(activation);
   tap->destroy();
-  torch::jit::EliminateDeadCode(graph.block());
+  // In-place ops (ReLU(inplace=True), `out += identity`) make dead-code elimination keep the head: it cannot
+  // prove their writes unobserved. Out of place, what only fed the layer is plainly dead.
+  torch::jit::RemoveTensorMutation(shared);
+  // Scripted modules check their input (BatchNorm's `_check_input_dim` raises) and count batches in training
+  // mode: side effects that would keep the head alive. The model runs in eval mode on shapes the head made, so
+  // the cut drops them with the rest of the head.
+  torch::jit::EliminateDeadCode(graph.block(), true,
+                                torch::jit::DCESideEffectPolicy::ALLOW_DELETING_NODES_WITH_SIDE_EFFECTS);
   return graph.inputs().size() > 1 && graph.inputs()[1]->hasUses();
 }
 

@@ -56,7 +56,7 @@ void insert_op_taps(OpGraph& g, const std::set<std::size_t>& sites);
 
 /// Cuts `graph` (with exactly one tap left, of slot `slot`) at that tap: the tapped value becomes a new last
 /// graph input and what only fed it is removed. Returns whether the cut graph still reads the model input.
-bool cut_at_tap(torch::jit::Graph& graph, std::int64_t slot);
+bool cut_at_tap(const std::shared_ptr<torch::jit::Graph>& graph, std::int64_t slot);
 
 /// Copies the root `forward` graph of `module` and inserts a tap after every call site of the modules in
 /// `paths`, inlining the module calls in `through` (and calls on `self`) to reach them. With `paths` nullopt

@@ -47,11 +47,13 @@ torch::Tensor autograd_safe(const torch::Tensor& input) { return input.is_infere
 /// capture it or to differentiate with respect to it) must therefore return a different tensor; the SDK's
 /// `taps::*` helpers return fresh tensors, so nothing here clones again. Grad mode is the caller's.
 /// Thread-safe: the tap callback is installed per thread (TapScope) and per call.
-class TorchScriptTappedForward : public TappedForward {
+class TorchScriptTappedForward : public TappedForward, public OpTappedForward {
  public:
   TorchScriptTappedForward(torch::jit::Module module, std::shared_ptr<torch::jit::Graph> graph,
-                           std::vector<std::string> names, std::map<std::int64_t, std::size_t> slot_to_layer)
-      : module_(std::move(module)), names_(std::move(names)), slot_to_layer_(std::move(slot_to_layer)) {
+                           std::vector<std::string> names, std::map<std::int64_t, std::size_t> slot_to_layer,
+                           std::vector<std::size_t> sites = {})
+      : module_(std::move(module)), names_(std::move(names)), slot_to_layer_(std::move(slot_to_layer)),
+        sites_(std::move(sites)) {
     fn_ = std::make_unique<torch::jit::GraphFunction>(c10::QualifiedName("__galvani__.tapped_forward"),
                                                       std::move(graph), nullptr,
                                                       torch::jit::ExecutorExecutionMode::SIMPLE);
@@ -60,14 +62,19 @@ class TorchScriptTappedForward : public TappedForward {
   }
 
   const std::vector<std::string>& layers() const override { return names_; }
+  const std::vector<std::size_t>& sites() const override { return sites_; }
 
   torch::Tensor forward(const torch::Tensor& input, const TapFn& tap) const override {
-    return run(input, tap, /*strict=*/true);
+    return run(input, tap, nullptr, /*strict=*/true);
+  }
+
+  torch::Tensor forward(const torch::Tensor& input, const TapFn& layer_tap, const OpTapFn& op_tap) const override {
+    return run(input, layer_tap, &op_tap, /*strict=*/true);
   }
 
   /// The forward; `strict` checks that every layer went through its tap exactly once (off for probing shapes,
   /// where layers in branches not taken or in loops are expected).
-  torch::Tensor run(const torch::Tensor& input, const TapFn& tap, bool strict) const {
+  torch::Tensor run(const torch::Tensor& input, const TapFn& tap, const OpTapFn* op_tap, bool strict) const {
     std::vector<int> fired(names_.size(), 0);
     // The interpreter turns exceptions thrown inside an operator into std::runtime_error with a TorchScript
     // traceback; the tap's own exception (a galvani::ShapeError, StopForward) is kept here and rethrown as is.
@@ -87,6 +94,19 @@ class TorchScriptTappedForward : public TappedForward {
         throw;
       }
     });
+    std::optional<OpTapScope> op_scope;
+    if (op_tap)
+      op_scope.emplace([&](std::int64_t slot, const torch::Tensor& out, const std::vector<torch::Tensor>& args) {
+        try {
+          return (*op_tap)(static_cast<std::size_t>(slot), out, args);
+        } catch (const StopForward&) {
+          stopped = true;
+          throw;
+        } catch (...) {
+          tap_error = std::current_exception();
+          throw;
+        }
+      });
     c10::IValue out;
     try {
       out = (*fn_)({module_._ivalue(), autograd_safe(input)});
@@ -109,6 +129,43 @@ class TorchScriptTappedForward : public TappedForward {
   torch::jit::Module module_;
   std::vector<std::string> names_;
   std::map<std::int64_t, std::size_t> slot_to_layer_;
+  std::vector<std::size_t> sites_;
+  std::unique_ptr<torch::jit::GraphFunction> fn_;
+};
+
+/// The graph after one layer, cut there (graph_rewrite.h: cut_at_tap), run by the SIMPLE executor.
+class TorchScriptTail : public TailForward {
+ public:
+  TorchScriptTail(torch::jit::Module module, std::shared_ptr<torch::jit::Graph> graph, std::string layer,
+                  bool needs_input, std::vector<c10::IValue> defaults)
+      : module_(std::move(module)), layer_(std::move(layer)), needs_input_(needs_input),
+        defaults_(std::move(defaults)) {
+    fn_ = std::make_unique<torch::jit::GraphFunction>(c10::QualifiedName("__galvani__.tail"), std::move(graph),
+                                                      nullptr, torch::jit::ExecutorExecutionMode::SIMPLE);
+  }
+  const std::string& layer() const override { return layer_; }
+  bool needs_input() const override { return needs_input_; }
+  std::string cut_note() const override {
+    return needs_input_ ? "the graph cannot be cut cleanly after '" + layer_ +
+                              "' (something after it reads the model input, e.g. a skip connection around it), so "
+                              "each evaluation also runs the part of the network that feeds it from the input"
+                        : "";
+  }
+  torch::Tensor forward(const torch::Tensor& activation, const torch::Tensor& input) const override {
+    if (needs_input_ && (!input.defined() || input.size(0) != activation.size(0)))
+      throw ShapeError("the tail after layer '" + layer_ + "' needs the input row-aligned with the activation (" +
+                       std::to_string(activation.size(0)) + " rows)");
+    std::vector<c10::IValue> stack{module_._ivalue(), needs_input_ ? autograd_safe(input) : activation};
+    stack.insert(stack.end(), defaults_.begin(), defaults_.end());
+    stack.emplace_back(autograd_safe(activation));
+    return output_tensor(fn_->operator()(std::move(stack)));
+  }
+
+ private:
+  torch::jit::Module module_;
+  std::string layer_;
+  bool needs_input_;
+  std::vector<c10::IValue> defaults_;  // forward arguments after the input, at their defaults
   std::unique_ptr<torch::jit::GraphFunction> fn_;
 };
 
@@ -155,7 +212,7 @@ class TorchScriptModel : public Model {
           if (!shapes[i] && y.dim() > 0) shapes[i] = y.sizes().slice(1).vec();
           return y;
         },
-        /*strict=*/false);
+        nullptr, /*strict=*/false);
     std::lock_guard<std::mutex> lock(mutex_);
     for (std::size_t i = 0; i < names.size(); ++i) layers_[i].shape = shapes[i].value_or(std::vector<std::int64_t>{});
   }
@@ -177,6 +234,77 @@ class TorchScriptModel : public Model {
     std::shared_ptr<const TappedForward> made = make_tapped(names);
     std::lock_guard<std::mutex> lock(mutex_);
     return cache_.emplace(names, std::move(made)).first->second;
+  }
+
+  std::shared_ptr<const TailForward> tail(const std::string& name) const override {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (auto it = tails_.find(name); it != tails_.end()) return it->second;
+    }
+    const Site site = resolve(name);
+    // Everything inlined: a module call left in the graph counts as a side effect, so dead-code elimination
+    // would keep the head's calls.
+    TappedGraph rewritten = insert_taps(module_, std::nullopt);
+    std::int64_t slot = -1;
+    for (const auto& s : rewritten.sites)
+      if (s.path == site.first && s.index == site.second) slot = s.slot;
+    if (slot < 0) throw ModelError("internal error in the TorchScript backend: layer '" + name + "' not found");
+    remove_taps_except(*rewritten.graph, {slot});
+    const bool needs_input = cut_at_tap(rewritten.graph, slot);
+    std::vector<c10::IValue> defaults;
+    const auto& schema = module_.get_method("forward").function().getSchema();
+    for (std::size_t i = 2; i < schema.arguments().size(); ++i) {
+      if (!schema.arguments()[i].default_value())
+        throw ModelError("the forward of '" + path_ + "' has a required argument '" + schema.arguments()[i].name() +
+                         "' besides the input; attributions need forward(input)");
+      defaults.push_back(*schema.arguments()[i].default_value());
+    }
+    auto made = std::make_shared<TorchScriptTail>(module_, rewritten.graph, name, needs_input, std::move(defaults));
+    std::lock_guard<std::mutex> lock(mutex_);
+    return tails_.emplace(name, std::move(made)).first->second;
+  }
+
+  std::vector<OpSite> operations() const override {
+    std::lock_guard<std::mutex> lock(ops_mutex_);
+    if (!operations_) operations_ = list_operations(module_).sites;
+    return *operations_;
+  }
+
+  std::shared_ptr<const OpTappedForward> op_tapped(const std::vector<std::string>& names,
+                                                   const std::vector<std::size_t>& sites) const override {
+    const auto key = std::make_pair(names, sites);
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (auto it = op_cache_.find(key); it != op_cache_.end()) return it->second;
+    }
+    OpGraph g = list_operations(module_);
+    std::set<std::size_t> chosen;
+    for (auto s : sites) {
+      if (s >= g.sites.size())
+        throw ModelError("op site " + std::to_string(s) + " does not exist (the model has " +
+                         std::to_string(g.sites.size()) + ")");
+      if (!chosen.insert(s).second) throw ModelError("op site " + std::to_string(s) + " is requested twice");
+    }
+    insert_op_taps(g, chosen);
+    std::map<std::int64_t, std::size_t> slot_to_layer;
+    std::set<std::int64_t> keep;
+    for (std::size_t i = 0; i < names.size(); ++i) {
+      const Site site = resolve(names[i]);
+      for (const auto& s : g.tapped.sites)
+        if (s.path == site.first && s.index == site.second) {
+          if (slot_to_layer.count(s.slot)) throw ModelError("layer '" + names[i] + "' is requested twice");
+          slot_to_layer[s.slot] = i;
+          keep.insert(s.slot);
+        }
+    }
+    if (keep.size() != names.size())
+      throw ModelError("internal error in the TorchScript backend: not every requested layer of '" + path_ +
+                       "' was found in the inlined graph");
+    remove_taps_except(*g.tapped.graph, keep);
+    auto made = std::make_shared<TorchScriptTappedForward>(module_, g.tapped.graph, names, std::move(slot_to_layer),
+                                                           sites);
+    std::lock_guard<std::mutex> lock(mutex_);
+    return op_cache_.emplace(key, std::move(made)).first->second;
   }
 
  private:
@@ -268,6 +396,12 @@ class TorchScriptModel : public Model {
   mutable std::mutex mutex_;                       // guards layers_ (shapes) and cache_
   std::vector<LayerInfo> layers_;
   mutable std::map<std::vector<std::string>, std::shared_ptr<const TappedForward>> cache_;
+  mutable std::map<std::string, std::shared_ptr<const TailForward>> tails_;
+  mutable std::map<std::pair<std::vector<std::string>, std::vector<std::size_t>>,
+                   std::shared_ptr<const OpTappedForward>>
+      op_cache_;
+  mutable std::mutex ops_mutex_;  // guards operations_ (listing inlines the whole graph: not under mutex_)
+  mutable std::optional<std::vector<OpSite>> operations_;
 };
 
 /// A ModelError for `device` when it cannot be used here.
