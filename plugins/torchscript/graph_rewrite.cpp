@@ -3,6 +3,7 @@
 
 #include <torch/csrc/jit/api/function_impl.h>
 #include <torch/csrc/jit/passes/dead_code_elimination.h>
+#include <torch/csrc/jit/passes/constant_propagation.h>
 #include <torch/csrc/jit/passes/inliner.h>
 #include <torch/csrc/jit/passes/remove_mutation.h>
 #include <torch/csrc/jit/runtime/operator.h>
@@ -207,9 +208,16 @@ std::optional<c10::Symbol> out_of_place(const Node* n) {
 // Rewrites the in-place `n` out of place; reads of its first argument after it now read the result.
 Node* make_out_of_place(Graph& g, Node* n, c10::Symbol symbol) {
   torch::jit::WithInsertPoint guard(n);
-  std::vector<torch::jit::NamedValue> args;
-  for (Value* v : n->inputs()) args.emplace_back(v);
-  Value* out = g.insert(symbol, args);
+  // Keyword-only arguments by name (`add_(self, other, *, alpha)`), or another overload would match.
+  const auto& schema = n->schema();
+  std::vector<torch::jit::NamedValue> args, kwargs;
+  for (std::size_t i = 0; i < n->inputs().size(); ++i) {
+    if (i < schema.arguments().size() && schema.arguments()[i].kwarg_only())
+      kwargs.emplace_back(schema.arguments()[i].name(), n->input(i));
+    else
+      args.emplace_back(n->input(i));
+  }
+  Value* out = g.insert(symbol, args, kwargs);
   out->setType(n->output()->type());
   Value* modified = n->input(0);
   n->output()->replaceAllUsesWith(out);
@@ -218,11 +226,51 @@ Node* make_out_of_place(Graph& g, Node* n, c10::Symbol symbol) {
   return out->node();
 }
 
+void set_location(Block* block, const std::string& location, std::map<const Node*, std::string>& locations) {
+  for (Node* n : block->nodes()) {
+    locations[n] = location;
+    for (Block* b : n->blocks()) set_location(b, location, locations);
+  }
+}
+
+// Inlines calls of free functions (scripted `F.relu`, `F.max_pool2d`, ...): their ops must be seen and tapped.
+// The inlined nodes belong to the module whose forward made the call. Branches on constants (`if inplace:`)
+// are then folded away.
+void inline_functions(std::shared_ptr<Graph> graph, std::map<const Node*, std::string>& locations) {
+  for (bool inlined = true; inlined;) {
+    inlined = false;
+    for (Node* n : all_nodes(*graph)) {
+      if (n->kind() != c10::prim::CallFunction) continue;
+      const auto type = n->input(0)->type()->cast<c10::FunctionType>();
+      torch::jit::GraphFunction* fn = type ? torch::jit::tryToGraphFunction(*type->function()) : nullptr;
+      if (!fn) continue;
+      const std::string location = locations.count(n) ? locations.at(n) : "";
+      locations.erase(n);
+      Node* const before = n->prev();
+      Node* const after = n->next();
+      n->removeInput(0);  // the function value: the callee's graph takes the arguments only
+      torch::jit::inlineCallTo(n, fn, /*inline_optimized_graph=*/false);
+      for (Node* m = before->next(); m != after; m = m->next()) {
+        locations[m] = location;
+        for (Block* b : m->blocks()) set_location(b, location, locations);
+      }
+      inlined = true;
+      break;  // the node list changed
+    }
+  }
+  torch::jit::ConstantPropagation(graph);
+  // Folding destroyed nodes: forget them (a new node could reuse an address).
+  std::set<const Node*> alive;
+  for (Node* n : all_nodes(*graph)) alive.insert(n);
+  for (auto it = locations.begin(); it != locations.end();) it = alive.count(it->first) ? std::next(it) : locations.erase(it);
+}
+
 }  // namespace
 
 OpGraph list_operations(const torch::jit::Module& module) {
   OpGraph r;
   r.tapped = insert_taps(module, std::nullopt);
+  inline_functions(r.tapped.graph, r.tapped.locations);
   Graph& g = *r.tapped.graph;
   // Values computed from the model input (graph input 1); parameters and constants are not.
   std::set<const Value*> dependent;

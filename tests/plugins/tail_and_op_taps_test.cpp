@@ -151,3 +151,19 @@ TEST(OpTaps, UnknownSiteIsAnError) {
   const auto n = model->operations().size();
   EXPECT_THROW(model->op_tapped({}, {n}), galvani::ModelError);
 }
+
+// Scripted models call free functions (F.relu, F.batch_norm, F.max_pool2d): their ops are listed too, each
+// call of a reused ReLU module once per call.
+TEST(OpTaps, Resnet18ListsTheSameOpsTracedAndScripted) {
+  if (large_fixture("resnet18_refs.pt").empty()) GTEST_SKIP() << "resnet18 fixtures were not generated";
+  for (const std::string kind : {"traced", "scripted"}) {
+    SCOPED_TRACE(kind);
+    auto model = load_model(large_fixture("resnet18_" + kind + ".pt"));
+    std::map<std::string, int> counts;
+    for (const auto& o : model->operations()) ++counts[o.op];
+    EXPECT_EQ(counts["aten::relu"], 17);
+    EXPECT_EQ(counts["aten::max_pool2d"], 1);
+    EXPECT_EQ(counts["aten::batch_norm"], 20);
+    EXPECT_EQ(counts["aten::add"], 8);
+  }
+}

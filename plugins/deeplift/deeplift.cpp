@@ -1,0 +1,538 @@
+// DeepLIFT (Shrikumar et al., "Learning Important Features Through Propagating Activation Differences") on the
+// hidden layers of any TorchScript model.
+//
+// Inputs and references run as one paired batch [x; r]. Every operation of the graph that depends on the input
+// is classified (Model::operations): linear ones (convolutions, dense layers, eval batch norm, average pools,
+// sums, reshapes, ...) keep their gradient, which is their exact multiplier; nonlinear elementwise ones and max
+// pools are swapped, through op taps, for autograd functions whose backward applies a DeepLIFT multiplier,
+// computed in the forward from the pair's two rows. One backward from F of the input rows then gives the
+// multipliers m of every tapped layer, and the contributions are C = m · (a(x) − a(r)). They sum to
+// F(x) − F(r) at every complete layer cut (summation-to-delta); the deviation is reported per input.
+//
+// Rules for elementwise nonlinearities y = f(x):
+//  - Rescale: m = Δy / Δx (the derivative at x where |Δx| < eps).
+//  - RevealCancel: Δx is split into its positive and negative parts Δx⁺, Δx⁻ — the sums of the positive and of
+//    the negative terms wᵢⱼΔaᵢ of the linear or convolution layer right before the nonlinearity — and
+//      Δy⁺ = ½(f(r + Δx⁺) − f(r)) + ½(f(r + Δx⁻ + Δx⁺) − f(r + Δx⁻)),  m⁺ = Δy⁺/Δx⁺,
+//      Δy⁻ = ½(f(r + Δx⁻) − f(r)) + ½(f(r + Δx⁺ + Δx⁻) − f(r + Δx⁺)),  m⁻ = Δy⁻/Δx⁻;
+//    the multiplier of the layer's input aᵢ is Σⱼ wᵢⱼ gⱼ (m⁺ⱼ if wᵢⱼΔaᵢ > 0, m⁻ⱼ if < 0). The linear layer and
+//    the nonlinearity become one autograd function of a.
+//  - default: RevealCancel after dense layers, Rescale elsewhere (the reference implementation's default).
+// Max pools: "sum-to-delta" sends max(y(x), y(r)) − y(r) back to the input's winning positions and
+// y(x) − max(y(x), y(r)) to the reference's, so pooled differences are conserved; "gradient" keeps the pool's
+// gradient at x (the reference implementation's rule), which does not conserve them.
+#include <ATen/ATen.h>
+#include <torch/csrc/autograd/autograd.h>
+#include <torch/csrc/autograd/custom_function.h>
+
+#include <algorithm>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "galvani/galvani.h"
+
+namespace galvani::plugins::deeplift {
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+using torch::Tensor;
+
+enum class Rule { Rescale, RevealCancel, Default };
+enum class PoolRule { SumToDelta, Gradient };
+
+// Operations whose multiplier is their gradient: linear in each argument that depends on the input (for
+// products: when only one factor does), or independent of the input's values (shapes, `zeros_like`).
+const std::set<std::string>& linear_ops() {
+  static const std::set<std::string> ops{
+      "aten::_convolution", "aten::conv1d", "aten::conv2d", "aten::conv3d", "aten::convolution",
+      "aten::conv_transpose1d", "aten::conv_transpose2d", "aten::conv_transpose3d", "aten::linear", "aten::addmm",
+      "aten::batch_norm", "aten::avg_pool1d", "aten::avg_pool2d", "aten::avg_pool3d", "aten::adaptive_avg_pool1d",
+      "aten::adaptive_avg_pool2d", "aten::adaptive_avg_pool3d", "aten::add", "aten::sub", "aten::neg",
+      "aten::cat", "aten::stack", "aten::flatten", "aten::view", "aten::reshape", "aten::permute",
+      "aten::transpose", "aten::t", "aten::contiguous", "aten::squeeze", "aten::unsqueeze", "aten::clone",
+      "aten::select", "aten::slice", "aten::narrow", "aten::index_select", "aten::expand", "aten::expand_as",
+      "aten::repeat", "aten::sum", "aten::mean", "aten::dropout", "aten::feature_dropout", "aten::alpha_dropout",
+      "aten::to", "aten::type_as", "aten::constant_pad_nd", "aten::pad", "aten::zero_pad2d",
+      "aten::upsample_nearest1d", "aten::upsample_nearest2d", "aten::upsample_nearest3d", "aten::pixel_shuffle",
+      "aten::zeros_like", "aten::ones_like", "aten::full_like", "aten::empty_like", "aten::view_as",
+      "aten::reshape_as", "aten::unflatten", "aten::movedim", "aten::roll", "aten::flip",
+      // linear when only one factor depends on the input (checked below)
+      "aten::mul", "aten::div", "aten::matmul", "aten::mm", "aten::bmm", "aten::einsum"};
+  return ops;
+}
+
+const std::set<std::string>& products() {
+  static const std::set<std::string> ops{"aten::mul", "aten::div", "aten::matmul", "aten::mm", "aten::bmm",
+                                         "aten::einsum", "aten::addmm"};
+  return ops;
+}
+
+const std::set<std::string>& elementwise_ops() {
+  static const std::set<std::string> ops{"aten::relu",     "aten::sigmoid", "aten::tanh",
+                                         "aten::softplus", "aten::elu",     "aten::leaky_relu"};
+  return ops;
+}
+
+bool is_max_pool(const std::string& op) {
+  return op == "aten::max_pool1d" || op == "aten::max_pool2d" || op == "aten::max_pool3d";
+}
+
+// Dense layers (RevealCancel under the default rule) and convolutions whose weights RevealCancel can split.
+bool is_dense(const std::string& op) { return op == "aten::linear" || op == "aten::addmm"; }
+bool is_convolution(const OpSite& s) {
+  if (s.op == "aten::conv1d" || s.op == "aten::conv2d" || s.op == "aten::conv3d") return true;
+  // _convolution(input, weight, bias, stride, padding, dilation, transposed, ...): not transposed.
+  return s.op == "aten::_convolution" && s.args.size() > 6 && s.args[6].isBool() && !s.args[6].toBool();
+}
+
+std::size_t dependent_args(const OpSite& s) {
+  return static_cast<std::size_t>(std::count_if(s.producers.begin(), s.producers.end(), [](auto p) { return p >= -1; }));
+}
+
+double scalar_arg(const OpSite& s, std::size_t i, double fallback) {
+  if (i >= s.args.size() || s.args[i].isNone()) return fallback;
+  return s.args[i].isDouble() ? s.args[i].toDouble() : static_cast<double>(s.args[i].toInt());
+}
+
+// f and f′ of an elementwise nonlinearity, with the site's constant arguments.
+Tensor apply(const OpSite& s, const Tensor& x) {
+  if (s.op == "aten::relu") return at::relu(x);
+  if (s.op == "aten::sigmoid") return at::sigmoid(x);
+  if (s.op == "aten::tanh") return at::tanh(x);
+  if (s.op == "aten::softplus") return at::softplus(x, scalar_arg(s, 1, 1.0), scalar_arg(s, 2, 20.0));
+  if (s.op == "aten::elu") return at::elu(x, scalar_arg(s, 1, 1.0), scalar_arg(s, 2, 1.0), scalar_arg(s, 3, 1.0));
+  return at::leaky_relu(x, scalar_arg(s, 1, 0.01));
+}
+
+Tensor derivative(const OpSite& s, const Tensor& x) {
+  if (s.op == "aten::relu") return (x > 0).to(x.scalar_type());
+  if (s.op == "aten::sigmoid") {
+    const auto y = at::sigmoid(x);
+    return y * (1 - y);
+  }
+  if (s.op == "aten::tanh") return 1 - at::tanh(x).square();
+  if (s.op == "aten::softplus") {
+    const double beta = scalar_arg(s, 1, 1.0), threshold = scalar_arg(s, 2, 20.0);
+    return at::where(x * beta > threshold, at::ones_like(x), at::sigmoid(x * beta));
+  }
+  if (s.op == "aten::elu") {
+    const double alpha = scalar_arg(s, 1, 1.0), scale = scalar_arg(s, 2, 1.0), input_scale = scalar_arg(s, 3, 1.0);
+    return at::where(x > 0, at::full_like(x, scale), at::exp(x * input_scale) * (scale * alpha * input_scale));
+  }
+  return at::where(x > 0, at::ones_like(x), at::full_like(x, scalar_arg(s, 1, 0.01)));
+}
+
+// Δy/Δx where |Δx| ≥ eps, the derivative at x elsewhere.
+Tensor ratio(const Tensor& dy, const Tensor& dx, const Tensor& slope, double eps) {
+  return at::where(dx.abs() >= eps, dy / at::where(dx.abs() >= eps, dx, at::ones_like(dx)), slope);
+}
+
+// y flows on unchanged; the gradient to x is g·m (m for both halves of the pair).
+struct Multiply : public torch::autograd::Function<Multiply> {
+  static Tensor forward(AutogradContext* ctx, const Tensor& x, const Tensor& m, const Tensor& y) {
+    ctx->saved_data["m"] = m;
+    (void)x;
+    return y.clone();
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list g) {
+    return {g[0] * ctx->saved_data["m"].toTensor(), Tensor(), Tensor()};
+  }
+};
+
+// The linear or convolution layer before a RevealCancel nonlinearity, with its weights split by sign.
+struct LinearPart {
+  const OpSite* site = nullptr;
+  Tensor weight_pos, weight_neg;
+  Tensor input;        // a, both halves, in the autograd graph: the RevealCancel function's input
+  Tensor input_delta;  // Δa for the input rows
+
+  // The layer without bias, applied to `a` with weights `w`.
+  Tensor apply(const Tensor& a, const Tensor& w) const {
+    if (is_dense(site->op)) return at::matmul(a, site->op == "aten::addmm" ? w : w.t());
+    const auto& args = site->args;
+    const bool full = site->op == "aten::_convolution";
+    const std::int64_t groups = full ? args.at(8).toInt() : args.at(6).toInt();
+    return at::convolution(a, w, {}, args.at(3).toIntVector(), args.at(4).toIntVector(), args.at(5).toIntVector(),
+                           false, std::vector<std::int64_t>(args.at(3).toIntVector().size(), 0), groups);
+  }
+  // The transpose (vector–Jacobian product) of `apply` for cotangent g.
+  Tensor transpose(const Tensor& g, const Tensor& w, const Tensor& like) const {
+    if (is_dense(site->op)) return at::matmul(g, site->op == "aten::addmm" ? w.t() : w);
+    const auto& args = site->args;
+    const bool full = site->op == "aten::_convolution";
+    const std::int64_t groups = full ? args.at(8).toInt() : args.at(6).toInt();
+    const auto stride = args.at(3).toIntVector();
+    auto grads = at::convolution_backward(g, like, w, c10::nullopt, stride, args.at(4).toIntVector(),
+                                          args.at(5).toIntVector(), false,
+                                          std::vector<std::int64_t>(stride.size(), 0), groups, {true, false, false});
+    return std::get<0>(grads);
+  }
+};
+
+// RevealCancel: the linear layer and the nonlinearity after it as one function of the linear layer's input a.
+struct RevealCancel : public torch::autograd::Function<RevealCancel> {
+  static Tensor forward(AutogradContext* ctx, const Tensor& a, const Tensor& y, const Tensor& m_pos,
+                        const Tensor& m_neg, const LinearPart* part, std::int64_t pairs) {
+    ctx->saved_data["m_pos"] = m_pos;
+    ctx->saved_data["m_neg"] = m_neg;
+    ctx->saved_data["w_pos"] = part->weight_pos;
+    ctx->saved_data["w_neg"] = part->weight_neg;
+    ctx->saved_data["delta"] = part->input_delta;
+    ctx->saved_data["pairs"] = pairs;
+    ctx->saved_data["like"] = a.narrow(0, 0, pairs).detach();
+    ctx->saved_data["part"] = reinterpret_cast<std::int64_t>(part);
+    return y.clone();
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto* part = reinterpret_cast<const LinearPart*>(ctx->saved_data["part"].toInt());
+    const auto pairs = ctx->saved_data["pairs"].toInt();
+    const auto g = grads[0].narrow(0, 0, pairs);
+    const auto gp = g * ctx->saved_data["m_pos"].toTensor();
+    const auto gn = g * ctx->saved_data["m_neg"].toTensor();
+    const auto w_pos = ctx->saved_data["w_pos"].toTensor(), w_neg = ctx->saved_data["w_neg"].toTensor();
+    const auto like = ctx->saved_data["like"].toTensor();
+    const auto delta = ctx->saved_data["delta"].toTensor();
+    // Δaᵢ > 0: terms with wᵢⱼ > 0 are positive (m⁺), with wᵢⱼ < 0 negative (m⁻); Δaᵢ < 0 the other way round.
+    const auto up = part->transpose(gp, w_pos, like) + part->transpose(gn, w_neg, like);
+    const auto down = part->transpose(gn, w_pos, like) + part->transpose(gp, w_neg, like);
+    auto ga = at::where(delta > 0, up, at::where(delta < 0, down, (up + down) * 0.5));
+    ga = at::cat({ga, at::zeros_like(ga)});  // references: no gradient of F(x)
+    return {ga, Tensor(), Tensor(), Tensor(), Tensor(), Tensor()};
+  }
+};
+
+// A max pool with its winners' indices: 1-d pools run as 2-d pools of height 1.
+struct Pool {
+  const OpSite* site;
+  int dims() const { return site->op == "aten::max_pool3d" ? 3 : 2; }
+  std::vector<std::int64_t> arg(std::size_t i, std::int64_t fill) const {
+    auto v = site->args.at(i).toIntVector();
+    if (site->op == "aten::max_pool1d") v.insert(v.begin(), fill);
+    return v;
+  }
+  std::vector<std::int64_t> kernel() const { return arg(1, 1); }
+  std::vector<std::int64_t> stride() const {
+    return site->args.at(2).toIntVector().empty() ? kernel() : arg(2, 1);
+  }
+  Tensor lift(const Tensor& x) const { return site->op == "aten::max_pool1d" ? x.unsqueeze(-2) : x; }
+  Tensor lower(const Tensor& x) const { return site->op == "aten::max_pool1d" ? x.squeeze(-2) : x; }
+  std::pair<Tensor, Tensor> forward(const Tensor& x) const {
+    const bool ceil = site->args.at(5).toBool();
+    auto r = dims() == 3 ? at::max_pool3d_with_indices(x, kernel(), stride(), arg(3, 0), arg(4, 1), ceil)
+                         : at::max_pool2d_with_indices(lift(x), kernel(), stride(), arg(3, 0), arg(4, 1), ceil);
+    return {std::get<0>(r), std::get<1>(r)};
+  }
+  // Sends `g` (pooled shape) back to the winners `indices` of `x`.
+  Tensor unpool(const Tensor& g, const Tensor& x, const Tensor& indices) const {
+    const bool ceil = site->args.at(5).toBool();
+    if (dims() == 3)
+      return at::max_pool3d_with_indices_backward(g, x, kernel(), stride(), arg(3, 0), arg(4, 1), ceil, indices);
+    return lower(at::max_pool2d_with_indices_backward(g, lift(x), kernel(), stride(), arg(3, 0), arg(4, 1), ceil, indices));
+  }
+};
+
+// Max pool, sum-to-delta rule (see the file comment), on the pair x = [xᵢ; xᵣ] (P rows each).
+struct MaxPoolDelta : public torch::autograd::Function<MaxPoolDelta> {
+  static Tensor forward(AutogradContext* ctx, const Tensor& x, const Tensor& y, const OpSite* site,
+                        std::int64_t pairs, double eps) {
+    const Pool pool{site};
+    const auto xi = x.narrow(0, 0, pairs).detach(), xr = x.narrow(0, pairs, pairs).detach();
+    auto [yi, index_i] = pool.forward(xi);
+    auto [yr, index_r] = pool.forward(xr);
+    ctx->saved_data["xi"] = xi;
+    ctx->saved_data["xr"] = xr;
+    ctx->saved_data["yi"] = yi;
+    ctx->saved_data["yr"] = yr;
+    ctx->saved_data["index_i"] = index_i;
+    ctx->saved_data["index_r"] = index_r;
+    ctx->saved_data["site"] = reinterpret_cast<std::int64_t>(site);
+    ctx->saved_data["eps"] = eps;
+    return y.clone();
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const Pool pool{reinterpret_cast<const OpSite*>(ctx->saved_data["site"].toInt())};
+    const auto xi = ctx->saved_data["xi"].toTensor(), xr = ctx->saved_data["xr"].toTensor();
+    // Saved as pooled (1-d pools: already lifted to 2-d).
+    const auto yi = ctx->saved_data["yi"].toTensor(), yr = ctx->saved_data["yr"].toTensor();
+    const auto index_i = ctx->saved_data["index_i"].toTensor(), index_r = ctx->saved_data["index_r"].toTensor();
+    const auto g = pool.lift(grads[0].narrow(0, 0, xi.size(0)));
+    const auto high = at::maximum(yi, yr);
+    // The input's winners carry max(yᵢ, yᵣ) − yᵣ, the reference's winners yᵢ − max(yᵢ, yᵣ).
+    const auto sent = pool.unpool(g * (high - yr), xi, index_i) + pool.unpool(g * (yi - high), xr, index_r);
+    const auto gradient = pool.unpool(g, xi, index_i);
+    const auto m = ratio(sent, xi - xr, gradient, ctx->saved_data["eps"].toDouble());
+    return {at::cat({m, at::zeros_like(m)}), Tensor(), Tensor(), Tensor(), Tensor()};
+  }
+};
+
+// What happens at each op site of the model.
+enum class Action { Keep, Rescale, RevealCancel, LinearBeforeRevealCancel, MaxPool };
+
+struct SitePlan {
+  std::vector<Action> actions;        // per op site
+  std::vector<std::int64_t> partner;  // RevealCancel nonlinearity → its linear layer's site
+  std::vector<std::size_t> tapped;
+  std::vector<std::string> notes;
+};
+
+std::string where(const OpSite& s) { return s.location.empty() ? "the model's own forward" : "'" + s.location + "'"; }
+
+// "aten::softmax in 'classifier' (×2), aten::exp in the model's own forward".
+std::string list_sites(const std::vector<const OpSite*>& sites) {
+  std::map<std::pair<std::string, std::string>, int> counts;
+  for (const auto* s : sites) ++counts[{s->op, where(*s)}];
+  std::ostringstream out;
+  bool first = true;
+  for (const auto& [key, n] : counts) {
+    out << (first ? "" : ", ") << key.first << " in " << key.second;
+    if (n > 1) out << " (×" << n << ")";
+    first = false;
+  }
+  return out.str();
+}
+
+class DeepLift : public Method {
+ public:
+  DeepLift(Rule rule, PoolRule pool, bool unsupported_gradient, bool input, double eps, torch::Tensor references)
+      : rule_(rule), pool_(pool), unsupported_gradient_(unsupported_gradient), input_(input), eps_(eps),
+        references_(std::move(references)) {}
+
+  MethodNeeds needs() const override { return {}; }  // one paired forward+backward of its own
+  bool needs_layers() const override { return !input_; }
+
+  std::vector<Attribution> attribute(const MethodContext& ctx, const std::vector<std::string>& layers) const override {
+    if (ctx.objective().mode == OutputMode::Probability)
+      throw ConfigError("deeplift explains a linear readout of the logits: the softmax of output = \"probability\" "
+                        "is a nonlinearity across classes that no DeepLIFT rule covers; use output = \"logit\" or "
+                        "\"logit-minus-mean\"");
+    const Model& model = ctx.model();
+    const std::vector<OpSite> sites = model.operations();
+    const SitePlan plan = plan_sites(sites);
+    const auto forward = model.op_tapped(layers, plan.tapped);
+
+    const auto x = ctx.inputs();
+    const auto n = x.size(0);
+    torch::Tensor refs = references_.defined() ? references_.to(x.device(), x.scalar_type()) : torch::Tensor();
+    if (refs.defined() && refs.sizes().slice(1) != x.sizes().slice(1))
+      throw ShapeError("deeplift references have shape " + shape_string(refs.sizes()) + "; inputs are " +
+                       shape_string(x.sizes()) + ", so references must be [R, " +
+                       shape_string(x.sizes().slice(1)).substr(1));
+    const std::int64_t r = refs.defined() ? refs.size(0) : 1;
+    const std::int64_t chunk_inputs =
+        std::max<std::int64_t>(1, ctx.internal_batch() > 0 ? ctx.internal_batch() / r : n);
+
+    std::vector<std::vector<torch::Tensor>> values(layers.size() + (input_ ? 1 : 0)), deltas(values.size());
+    std::vector<bool> unused(values.size(), false);
+    for (std::int64_t start = 0; start < n; start += chunk_inputs) {
+      const auto len = std::min(chunk_inputs, n - start);
+      const auto xi = x.narrow(0, start, len).repeat_interleave(r, 0);
+      std::vector<std::int64_t> times(static_cast<std::size_t>(x.dim()), 1);
+      times[0] = len;
+      const auto xr = refs.defined() ? refs.repeat(times) : ctx.baselines().narrow(0, start, len);
+      const auto targets = ctx.targets().narrow(0, start, len).repeat_interleave(r, 0);
+      run_chunk(ctx, sites, plan, *forward, xi, xr, targets, r, values, deltas, unused);
+    }
+
+    std::vector<Attribution> out;
+    for (std::size_t l = 0; l < values.size(); ++l) {
+      Attribution a;
+      const bool is_input = l == layers.size();
+      a.layer = is_input ? "input" : layers[l];
+      a.space = is_input ? Space::Input : Space::Layer;
+      a.values = torch::cat(values[l]);
+      a.delta = torch::cat(deltas[l]);
+      a.notes = plan.notes;
+      if (unused[l])
+        a.notes.push_back("no multiplier reached this layer from F (it only feeds a linear layer that RevealCancel "
+                          "merged into the nonlinearity after it, or it does not influence F): its contributions are "
+                          "0 and its summation-to-delta error shows what is missing");
+      out.push_back(std::move(a));
+    }
+    return out;
+  }
+
+ private:
+  SitePlan plan_sites(const std::vector<OpSite>& sites) const {
+    SitePlan p;
+    p.actions.assign(sites.size(), Action::Keep);
+    p.partner.assign(sites.size(), -1);
+    std::vector<const OpSite*> unsupported, rescaled_instead;
+    for (std::size_t i = 0; i < sites.size(); ++i) {
+      const OpSite& s = sites[i];
+      const auto dependent = dependent_args(s);
+      if (dependent == 0) continue;
+      if (elementwise_ops().count(s.op)) {
+        if (s.dynamic_args || s.producers.empty() || s.producers[0] < -1) {
+          unsupported.push_back(&s);
+          continue;
+        }
+        p.actions[i] = Action::Rescale;
+        const bool want_rc = rule_ == Rule::RevealCancel ||
+                             (rule_ == Rule::Default && s.producers[0] >= 0 && is_dense(sites[s.producers[0]].op));
+        if (!want_rc) continue;
+        const auto producer = s.producers[0];
+        if (producer >= 0 && reveal_cancel_ready(sites[producer]) && p.actions[producer] == Action::Keep) {
+          p.actions[i] = Action::RevealCancel;
+          p.actions[producer] = Action::LinearBeforeRevealCancel;
+          p.partner[i] = producer;
+        } else {
+          rescaled_instead.push_back(&s);
+        }
+      } else if (is_max_pool(s.op)) {
+        if (s.dynamic_args) {
+          unsupported.push_back(&s);
+        } else if (pool_ == PoolRule::SumToDelta) {
+          p.actions[i] = Action::MaxPool;
+        }
+      } else if (!linear_ops().count(s.op) || (products().count(s.op) && dependent > 1)) {
+        unsupported.push_back(&s);
+      }
+    }
+    if (!unsupported.empty()) {
+      if (!unsupported_gradient_)
+        throw ModelError("deeplift has no rule for " + list_sites(unsupported) +
+                         ": these operations are nonlinear in the input (or their arguments are computed at run "
+                         "time). Set unsupported = \"gradient\" to use their gradient there instead (the "
+                         "contributions then no longer sum to the output difference exactly)");
+      p.notes.push_back("gradient used instead of a DeepLIFT rule at " + list_sites(unsupported));
+    }
+    if (!rescaled_instead.empty())
+      p.notes.push_back("RevealCancel needs a dense or convolution layer (weights not computed from the input) "
+                        "directly before the nonlinearity; Rescale used at " + list_sites(rescaled_instead));
+    for (std::size_t i = 0; i < sites.size(); ++i)
+      if (p.actions[i] != Action::Keep) p.tapped.push_back(i);
+    return p;
+  }
+
+  // Whether RevealCancel can split this layer's weights: a dense layer or a (not transposed) convolution whose
+  // weights are parameters and whose one input depends on the model input.
+  static bool reveal_cancel_ready(const OpSite& s) {
+    if (!is_dense(s.op) && !is_convolution(s)) return false;
+    if (s.dynamic_args && !is_dense(s.op)) return false;
+    const std::size_t a = s.op == "aten::addmm" ? 1 : 0;
+    if (s.producers.size() <= a + 1) return false;
+    for (std::size_t i = 0; i < s.producers.size(); ++i)
+      if ((i == a) != (s.producers[i] >= -1)) return false;
+    return true;
+  }
+
+  void run_chunk(const MethodContext& ctx, const std::vector<OpSite>& sites, const SitePlan& plan,
+                 const OpTappedForward& forward, const torch::Tensor& xi, const torch::Tensor& xr,
+                 const torch::Tensor& targets, std::int64_t r, std::vector<std::vector<torch::Tensor>>& values,
+                 std::vector<std::vector<torch::Tensor>>& deltas, std::vector<bool>& unused) const {
+    const auto pairs = xi.size(0);
+    torch::AutoGradMode grad_mode(true);
+    const auto batch = torch::cat({xi, xr}).detach().requires_grad_(true);
+    std::map<std::size_t, LinearPart> parts;  // per forward: the split linear layers, alive until backward
+    const OpTapFn op_tap = [&](std::size_t site, const torch::Tensor& y, const std::vector<torch::Tensor>& args) {
+      const OpSite& s = sites[site];
+      switch (plan.actions[site]) {
+        case Action::Rescale: {
+          const auto& in = args.at(0);
+          const auto xin = in.narrow(0, 0, pairs), xref = in.narrow(0, pairs, pairs);
+          const auto m = ratio(y.narrow(0, 0, pairs) - y.narrow(0, pairs, pairs), xin - xref, derivative(s, xin), eps_);
+          return Multiply::apply(in, torch::cat({m, torch::zeros_like(m)}).detach(), y.detach());
+        }
+        case Action::LinearBeforeRevealCancel: {
+          const std::size_t a_index = s.op == "aten::addmm" ? 1 : 0;
+          const auto& a = args.at(a_index);
+          const auto& w = args.at(a_index + 1).detach();
+          LinearPart& part = parts[site];
+          part.site = &s;
+          part.weight_pos = w.clamp_min(0);
+          part.weight_neg = w - part.weight_pos;
+          part.input = a;
+          part.input_delta = (a.narrow(0, 0, pairs) - a.narrow(0, pairs, pairs)).detach();
+          return y;
+        }
+        case Action::RevealCancel: {
+          const auto& part = parts.at(static_cast<std::size_t>(plan.partner[site]));
+          const auto& in = args.at(0);
+          const auto xref = in.narrow(0, pairs, pairs).detach();
+          const auto da_pos = part.input_delta.clamp_min(0), da_neg = part.input_delta - da_pos;
+          const auto dx_pos = part.apply(da_pos, part.weight_pos) + part.apply(da_neg, part.weight_neg);
+          const auto dx_neg = part.apply(da_pos, part.weight_neg) + part.apply(da_neg, part.weight_pos);
+          const auto f0 = apply(s, xref), fp = apply(s, xref + dx_pos), fn = apply(s, xref + dx_neg);
+          const auto fb = apply(s, xref + dx_pos + dx_neg);
+          const auto dy_pos = 0.5 * ((fp - f0) + (fb - fn));
+          const auto dy_neg = 0.5 * ((fn - f0) + (fb - fp));
+          const auto slope = derivative(s, in.narrow(0, 0, pairs).detach());
+          return RevealCancel::apply(part.input, y.detach(),
+                                     ratio(dy_pos, dx_pos, slope, eps_), ratio(dy_neg, dx_neg, slope, eps_), &part,
+                                     pairs);
+        }
+        case Action::MaxPool:
+          return MaxPoolDelta::apply(args.at(0), y.detach(), &s, pairs, eps_);
+        case Action::Keep:
+          break;
+      }
+      return y;
+    };
+
+    std::vector<torch::Tensor> captured;
+    const auto output = forward.forward(batch, taps::capture(captured), op_tap);
+    const auto f = ctx.objective()(output, torch::cat({targets, targets}));
+    const auto fi = f.narrow(0, 0, pairs), fr = f.narrow(0, pairs, pairs);
+    std::vector<torch::Tensor> wrt(captured.begin(), captured.end());
+    if (input_) wrt.push_back(batch);
+    const auto grads = torch::autograd::grad({fi.sum()}, wrt, {}, /*retain_graph=*/false, /*create_graph=*/false,
+                                             /*allow_unused=*/true);
+    const auto n = pairs / r;
+    const auto change = (fi - fr).detach().view({n, r});
+    for (std::size_t l = 0; l < wrt.size(); ++l) {
+      const auto a = wrt[l].detach();
+      const auto da = a.narrow(0, 0, pairs) - a.narrow(0, pairs, pairs);
+      torch::Tensor c;
+      if (grads[l].defined()) {
+        c = grads[l].narrow(0, 0, pairs) * da;
+      } else {
+        c = torch::zeros_like(da);
+        unused[l] = true;
+      }
+      // Several references: the mean contribution (DeepSHAP); the delta against the mean output difference.
+      auto per_pair = c.view({n, r, -1});
+      auto shape = c.sizes().vec();
+      shape[0] = n;
+      values[l].push_back(per_pair.mean(1).view(shape));
+      deltas[l].push_back((per_pair.sum(2) - change).mean(1));
+    }
+  }
+
+  Rule rule_;
+  PoolRule pool_;
+  bool unsupported_gradient_;
+  bool input_;
+  double eps_;
+  torch::Tensor references_;
+};
+
+}  // namespace
+}  // namespace galvani::plugins::deeplift
+
+GALVANI_PLUGIN("deeplift", "0.1.0", [](galvani::Registrar& r) {
+  using namespace galvani::plugins::deeplift;
+  r.add_method("deeplift",
+               "DeepLIFT on hidden layers: Rescale / RevealCancel multipliers through swapped nonlinearities, "
+               "paired input and reference batch (options nonlinear_rule, maxpool, unsupported, input, references, eps)",
+               [](const galvani::Options& o) {
+                 const auto rule = o.get_choice("nonlinear_rule", "default", {"default", "rescale", "reveal-cancel"});
+                 const auto pool = o.get_choice("maxpool", "sum-to-delta", {"sum-to-delta", "gradient"});
+                 const auto unsupported = o.get_choice("unsupported", "error", {"error", "gradient"});
+                 const bool input = o.get_bool("input", false);
+                 const double eps = o.get_double_in("eps", 1e-7, 0.0, 1.0);
+                 const auto references_file = o.get_string("references", "");
+                 torch::Tensor references;
+                 if (!references_file.empty()) {
+                   references = galvani::load_tensor(references_file);
+                   if (references.dim() < 1 || references.size(0) < 1)
+                     throw galvani::ConfigError("references: '" + references_file +
+                                                "' must hold a tensor [R, *input shape] with R ≥ 1");
+                 }
+                 return std::make_unique<DeepLift>(
+                     rule == "rescale" ? Rule::Rescale : rule == "reveal-cancel" ? Rule::RevealCancel : Rule::Default,
+                     pool == "gradient" ? PoolRule::Gradient : PoolRule::SumToDelta, unsupported == "gradient", input,
+                     eps, references);
+               });
+})

@@ -1,0 +1,258 @@
+// DeepLIFT: summation-to-delta at every layer cut, the hand-computed RevealCancel case, implementation
+// dependence (DeepLIFT paper vs path methods), resnet18, the paired batch against separate forwards, errors.
+#include <gtest/gtest.h>
+
+#include "galvani/tensor_io.h"
+#include "test_support.h"
+
+using galvani::testing::large_fixture;
+using galvani::testing::run_config;
+using galvani::testing::save_script_model;
+using galvani::testing::save_temp_tensor;
+
+namespace {
+
+const std::string kExamples = std::string(GALVANI_SOURCE_DIR) + "/docs/examples";
+
+// A run of `methods` on `model` in float64 with baselines zeros (or `baselines`, a tensor file).
+galvani::testing::Run run(const std::string& model, const torch::Tensor& x, const std::string& methods,
+                          const std::string& extra_data = "", const std::string& output = "logit") {
+  const auto inputs = save_temp_tensor(x, "deeplift_inputs.pt");
+  return run_config("[model]\npath = \"" + model + "\"\ndtype = \"float64\"\noutput = \"" + output +
+                    "\"\n[data]\ninputs = \"" + inputs + "\"\n" + extra_data + "\n[run]\nprecision = \"double\"\n" +
+                    methods);
+}
+
+std::string deeplift(const std::vector<std::string>& layers, const std::string& options = "",
+                     const std::string& name = "deeplift") {
+  std::string list;
+  for (const auto& l : layers) list += (list.empty() ? "\"" : ", \"") + l + "\"";
+  return "[[methods]]\nplugin = \"deeplift\"\nname = \"" + name + "\"\nlayers = [" + list + "]\n" + options + "\n";
+}
+
+// A 4-3-3-2 MLP with fixed weights: linear → relu → linear → sigmoid → linear.
+std::string mlp() {
+  static const std::string path = save_script_model(
+      "mlp",
+      {{"fc1", "def forward(self, x):\n  return torch.linear(x, torch.tensor([[0.5, -1.0, 0.3, 0.8], [-0.7, 0.4, 1.1, "
+               "-0.2], [0.9, 0.6, -0.5, 0.1]]).double(), torch.tensor([0.1, -0.2, 0.05]).double())\n"},
+       {"act1", "def forward(self, x):\n  return torch.relu(x)\n"},
+       {"fc2", "def forward(self, x):\n  return torch.linear(x, torch.tensor([[1.2, -0.8, 0.5], [-0.3, 0.9, 0.7], "
+               "[0.4, 0.2, -1.0]]).double(), torch.tensor([0.0, 0.1, -0.1]).double())\n"},
+       {"act2", "def forward(self, x):\n  return torch.sigmoid(x)\n"},
+       {"fc3", "def forward(self, x):\n  return torch.linear(x, torch.tensor([[1.5, -2.0, 0.7], [-0.4, 0.3, 1.2]])"
+               ".double(), torch.tensor([0.2, -0.1]).double())\n"}},
+      "def forward(self, x):\n  return self.fc3.forward(self.act2.forward(self.fc2.forward(self.act1.forward("
+      "self.fc1.forward(x)))))\n");
+  return path;
+}
+
+torch::Tensor mlp_inputs() {
+  torch::manual_seed(3);
+  return torch::randn({6, 4}, torch::kDouble) * 2;
+}
+
+double max_abs(const torch::Tensor& t) { return t.abs().max().item<double>(); }
+
+const std::vector<std::string> kMlpLayers{"fc1", "act1", "fc2", "act2", "fc3"};
+
+}  // namespace
+
+TEST(DeepLift, SumsToDeltaAtEveryLayerOfAnMlp) {
+  for (const std::string rule : {"rescale", "reveal-cancel", "default"}) {
+    SCOPED_TRACE(rule);
+    // RevealCancel merges each dense layer into the nonlinearity after it, so the pre-activations fc1 and fc2
+    // are not cuts it attributes to; the post-activations and the input are.
+    const std::vector<std::string> layers =
+        rule == "rescale" ? kMlpLayers : std::vector<std::string>{"act1", "act2", "fc3"};
+    const auto r = run(mlp(), mlp_inputs(), deeplift(layers, "nonlinear_rule = \"" + rule + "\"\ninput = true"));
+    const auto change = r.result.f_input - r.result.f_baseline;
+    ASSERT_GT(max_abs(change), 0.1);
+    for (const auto& l : layers) {
+      SCOPED_TRACE(l);
+      const auto& res = r.get("deeplift", l);
+      EXPECT_LT(max_abs(res.delta), 1e-10);
+      EXPECT_LT(max_abs(res.values.sum(1) - change), 1e-10);
+    }
+    EXPECT_LT(max_abs(r.get("deeplift", "input").delta), 1e-10);
+  }
+}
+
+// The paired batch [x; r] gives what DeepLIFT's definition gives from separate forwards of x and r: Rescale
+// multipliers Δy/Δx at each nonlinearity, chained back through the weights by hand.
+TEST(DeepLift, PairedBatchMatchesSeparateForwards) {
+  const auto x = mlp_inputs();
+  const auto r = run(mlp(), x, deeplift(kMlpLayers, "nonlinear_rule = \"rescale\"\ninput = true"));
+  // The model's tensor literals are float32 converted to float64: the same rounding here.
+  const auto f32 = [](const torch::Tensor& t) { return t.to(torch::kFloat).to(torch::kDouble); };
+  const auto w1 = f32(torch::tensor({{0.5, -1.0, 0.3, 0.8}, {-0.7, 0.4, 1.1, -0.2}, {0.9, 0.6, -0.5, 0.1}}, torch::kDouble));
+  const auto b1 = f32(torch::tensor({0.1, -0.2, 0.05}, torch::kDouble));
+  const auto w2 = f32(torch::tensor({{1.2, -0.8, 0.5}, {-0.3, 0.9, 0.7}, {0.4, 0.2, -1.0}}, torch::kDouble));
+  const auto b2 = f32(torch::tensor({0.0, 0.1, -0.1}, torch::kDouble));
+  const auto w3 = f32(torch::tensor({{1.5, -2.0, 0.7}, {-0.4, 0.3, 1.2}}, torch::kDouble));
+  const auto forward = [&](const torch::Tensor& in) {
+    const auto z1 = torch::linear(in, w1, b1), a1 = torch::relu(z1);
+    const auto z2 = torch::linear(a1, w2, b2), a2 = torch::sigmoid(z2);
+    return std::vector<torch::Tensor>{z1, a1, z2, a2};
+  };
+  const auto xi = forward(x), xr = forward(torch::zeros_like(x));
+  const auto rescale = [](const torch::Tensor& dy, const torch::Tensor& dx) { return dy / dx; };
+  const auto targets = r.plan.targets;
+  auto m = w3.index_select(0, targets);  // ∂F/∂a2 per input
+  const auto c_act2 = m * (xi[3] - xr[3]);
+  m = m * rescale(xi[3] - xr[3], xi[2] - xr[2]);
+  const auto c_fc2 = m * (xi[2] - xr[2]);
+  m = m.matmul(w2);
+  const auto c_act1 = m * (xi[1] - xr[1]);
+  m = m * rescale(xi[1] - xr[1], xi[0] - xr[0]);
+  const auto c_fc1 = m * (xi[0] - xr[0]);
+  const auto c_input = m.matmul(w1) * x;
+  EXPECT_TRUE(torch::allclose(r.get("deeplift", "act2").values, c_act2, 1e-12, 1e-12));
+  EXPECT_TRUE(torch::allclose(r.get("deeplift", "fc2").values, c_fc2, 1e-12, 1e-12));
+  EXPECT_TRUE(torch::allclose(r.get("deeplift", "act1").values, c_act1, 1e-12, 1e-12));
+  EXPECT_TRUE(torch::allclose(r.get("deeplift", "fc1").values, c_fc1, 1e-12, 1e-12));
+  EXPECT_TRUE(torch::allclose(r.get("deeplift", "input").values, c_input, 1e-12, 1e-12));
+}
+
+// Several references: the attributions are the mean of the runs against each reference alone (DeepSHAP).
+TEST(DeepLift, SeveralReferencesAverage) {
+  const auto x = mlp_inputs();
+  torch::manual_seed(5);
+  const auto refs = torch::randn({3, 4}, torch::kDouble);
+  const auto file = save_temp_tensor(refs, "deeplift_refs.pt");
+  const auto averaged = run(mlp(), x, deeplift({"act1"}, "nonlinear_rule = \"rescale\"\nreferences = \"" + file + "\""));
+  torch::Tensor sum = torch::zeros({x.size(0), 3}, torch::kDouble);
+  for (int k = 0; k < 3; ++k) {
+    const auto base = save_temp_tensor(refs[k], "deeplift_ref_" + std::to_string(k) + ".pt");
+    const auto single = run(mlp(), x, deeplift({"act1"}, "nonlinear_rule = \"rescale\""), "baselines = \"" + base + "\"");
+    sum += single.get("deeplift", "act1").values;
+  }
+  EXPECT_TRUE(torch::allclose(averaged.get("deeplift", "act1").values, sum / 3, 1e-12, 1e-12));
+  EXPECT_LT(max_abs(averaged.get("deeplift", "act1").delta), 1e-10);
+}
+
+// out = x₁ − relu(x₁ − x₂) (= min(x₁, x₂)) at x = (3, 1), reference 0. The hidden unit's Δz = 2 splits into
+// Δz⁺ = 3 (from x₁) and Δz⁻ = −1 (from x₂).
+//  Rescale: m = 1, so x₁ gets 3 − 3 = 0 and x₂ gets 1.
+//  RevealCancel: Δh⁺ = ½(relu(3) − relu(0)) + ½(relu(2) − relu(−1)) = 2.5, Δh⁻ = ½(relu(−1) − relu(0)) +
+//  ½(relu(2) − relu(3)) = −0.5; m⁺ = 2.5/3, m⁻ = 0.5; x₁ gets 3 − 2.5 = 0.5 and x₂ gets 0.5.
+// The hidden unit's own contribution, −Δh = −2, is the same under both rules.
+TEST(DeepLift, RevealCancelHandComputed) {
+  const auto model = save_script_model(
+      "min_net",
+      {{"hidden", "def forward(self, x):\n  return torch.linear(x, torch.tensor([[1.0, -1.0]]).double())\n"},
+       {"act", "def forward(self, x):\n  return torch.relu(x)\n"}},
+      "def forward(self, x):\n  return x.narrow(1, 0, 1) - self.act.forward(self.hidden.forward(x))\n");
+  const auto x = torch::tensor({{3.0, 1.0}}, torch::kDouble);
+  const auto r = run(model, x,
+                     deeplift({"act"}, "nonlinear_rule = \"rescale\"\ninput = true", "rescale") +
+                         deeplift({"act"}, "nonlinear_rule = \"reveal-cancel\"\ninput = true", "reveal-cancel") +
+                         deeplift({"act"}, "input = true", "default"),
+                     "target = 0");
+  EXPECT_TRUE(torch::allclose(r.get("rescale", "input").values, torch::tensor({{0.0, 1.0}}, torch::kDouble)));
+  EXPECT_TRUE(torch::allclose(r.get("reveal-cancel", "input").values, torch::tensor({{0.5, 0.5}}, torch::kDouble)));
+  // The default rule uses RevealCancel after a dense layer.
+  EXPECT_TRUE(torch::allclose(r.get("default", "input").values, torch::tensor({{0.5, 0.5}}, torch::kDouble)));
+  for (const std::string m : {"rescale", "reveal-cancel"}) {
+    EXPECT_NEAR(r.get(m, "act").values.item<double>(), -2.0, 1e-12);
+    EXPECT_NEAR(r.get(m, "input").delta.item<double>(), 0.0, 1e-12);
+  }
+}
+
+// f = relu(relu(x₁) − 1 − relu(x₂)) and f′ = relu(relu(x₁ − 1) − relu(x₂)) are one function; at x = (3, 1),
+// baseline 0, Rescale gives (1.5, −0.5) for f and (2, −1) for f′, while conductance at an identity layer on
+// the input (= integrated gradients) gives the same for both.
+TEST(DeepLift, ImplementationDependenceUnlikePathMethods) {
+  const std::vector<std::pair<std::string, std::string>> inp{{"inp", "def forward(self, x):\n  return x * 1.0\n"}};
+  const auto f = save_script_model(
+      "f_impl", inp,
+      "def forward(self, x):\n  h = self.inp.forward(x)\n"
+      "  return torch.relu(torch.relu(h.narrow(1, 0, 1)) - 1.0 - torch.relu(h.narrow(1, 1, 1)))\n");
+  const auto f2 = save_script_model(
+      "f2_impl", inp,
+      "def forward(self, x):\n  h = self.inp.forward(x)\n"
+      "  return torch.relu(torch.relu(h.narrow(1, 0, 1) - 1.0) - torch.relu(h.narrow(1, 1, 1)))\n");
+  const auto x = torch::tensor({{3.0, 1.0}}, torch::kDouble);
+  const std::string methods = deeplift({"inp"}, "nonlinear_rule = \"rescale\"") +
+                              "[[methods]]\nplugin = \"conductance\"\nlayers = [\"inp\"]\nsteps = 2000\n"
+                              "rule = \"riemann_middle\"\n";
+  const auto a = run(f, x, methods, "target = 0");
+  const auto b = run(f2, x, methods, "target = 0");
+  EXPECT_TRUE(torch::allclose(a.get("deeplift", "inp").values, torch::tensor({{1.5, -0.5}}, torch::kDouble)));
+  EXPECT_TRUE(torch::allclose(b.get("deeplift", "inp").values, torch::tensor({{2.0, -1.0}}, torch::kDouble)));
+  const auto ig_a = a.get("conductance", "inp").values, ig_b = b.get("conductance", "inp").values;
+  EXPECT_LT(max_abs(ig_a - ig_b), 1e-3);
+  EXPECT_NEAR(ig_a.sum().item<double>(), 1.0, 1e-3);
+}
+
+TEST(DeepLift, ExampleCnnSumsToDeltaThroughMaxPools) {
+  const auto x = galvani::load_tensor(kExamples + "/fashion_test.pt").narrow(0, 0, 6).to(torch::kDouble);
+  const std::vector<std::string> layers{"features.0", "features.1", "features.2", "features.3", "features.4",
+                                        "features.5", "classifier.1", "classifier.2", "classifier.3"};
+  std::vector<std::string> above_dense = layers;
+  above_dense.erase(std::find(above_dense.begin(), above_dense.end(), "classifier.1"));
+  const auto r = run(kExamples + "/fashion_cnn.pt", x,
+                     deeplift(layers, "input = true\nnonlinear_rule = \"rescale\"") +
+                         deeplift(above_dense, "input = true", "default") +
+                         deeplift(layers, "maxpool = \"gradient\"\nnonlinear_rule = \"rescale\"", "gradient-pool"));
+  // The default rule merges classifier.1 (dense) into the relu after it: every other layer is a cut it covers.
+  for (const auto& l : above_dense) {
+    SCOPED_TRACE(l);
+    EXPECT_LT(max_abs(r.get("default", l).delta), 1e-6);
+  }
+  EXPECT_LT(max_abs(r.get("default", "input").delta), 1e-6);
+  for (const auto& l : layers) {
+    SCOPED_TRACE(l);
+    EXPECT_LT(max_abs(r.get("deeplift", l).delta), 1e-6);
+  }
+  EXPECT_LT(max_abs(r.get("deeplift", "input").delta), 1e-6);
+  // The reference implementation's gradient rule through the pools loses part of the difference below them.
+  EXPECT_GT(max_abs(r.get("gradient-pool", "features.1").delta), 1e-3);
+  EXPECT_LT(max_abs(r.get("gradient-pool", "classifier.2").delta), 1e-6);  // above the pools nothing is lost
+}
+
+TEST(DeepLift, Resnet18TracedAndScriptedSumToDelta) {
+  if (large_fixture("resnet18_refs.pt").empty()) GTEST_SKIP() << "resnet18 fixtures were not generated";
+  torch::manual_seed(0);
+  const auto x = torch::rand({2, 3, 64, 64}, torch::kDouble);
+  // A non-constant reference: against a constant one the pool's winners carry the whole difference anyway.
+  const auto baselines = save_temp_tensor(torch::rand({2, 3, 64, 64}, torch::kDouble) * 0.5, "resnet_refs.pt");
+  const std::vector<std::string> layers{"conv1", "maxpool", "layer1", "layer2", "layer3", "layer4", "avgpool"};
+  for (const std::string kind : {"traced", "scripted"}) {
+    SCOPED_TRACE(kind);
+    const auto r = run(large_fixture("resnet18_" + kind + ".pt"), x,
+                       deeplift(layers, "input = true") + deeplift({"conv1"}, "maxpool = \"gradient\"", "gradient-pool"),
+                       "baselines = \"" + baselines + "\"");
+    for (const auto& l : layers) {
+      SCOPED_TRACE(l);
+      EXPECT_LT(max_abs(r.get("deeplift", l).delta), 1e-6);
+    }
+    EXPECT_LT(max_abs(r.get("deeplift", "input").delta), 1e-6);
+    // Below the stem's max pool the gradient rule loses part of the difference; the error is reported.
+    EXPECT_GT(max_abs(r.get("gradient-pool", "conv1").delta), 1e-6);
+  }
+}
+
+TEST(DeepLift, UnsupportedOpsAreNamedOrFallBackToTheGradient) {
+  const auto model = save_script_model(
+      "exp_net", {{"body", "def forward(self, x):\n  return torch.exp(x) * 0.5\n"}},
+      "def forward(self, x):\n  return torch.relu(self.body.forward(x))\n");
+  const auto x = torch::tensor({{0.5, -1.0}}, torch::kDouble);
+  try {
+    run(model, x, deeplift({"body"}), "target = 0");
+    FAIL() << "no error";
+  } catch (const galvani::Error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("aten::exp in 'body'"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("unsupported = \"gradient\""), std::string::npos) << msg;
+  }
+  const auto r = run(model, x, deeplift({"body"}, "unsupported = \"gradient\""), "target = 0");
+  const auto& res = r.get("deeplift", "body");
+  ASSERT_EQ(res.notes.size(), 1u);
+  EXPECT_NE(res.notes[0].find("aten::exp in 'body'"), std::string::npos) << res.notes[0];
+  EXPECT_LT(max_abs(res.delta), 1e-12);  // the exp is below the layer: the cut still sums to delta
+}
+
+TEST(DeepLift, ProbabilityOutputIsRefused) {
+  EXPECT_THROW(run(mlp(), mlp_inputs(), deeplift({"act1"}), "", "probability"), galvani::Error);
+}
