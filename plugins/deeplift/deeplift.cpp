@@ -22,10 +22,14 @@
 // y(x) − max(y(x), y(r)) to the reference's, so pooled differences are conserved; "gradient" keeps the pool's
 // gradient at x (the reference implementation's rule), which does not conserve them.
 #include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
 #include <torch/csrc/autograd/autograd.h>
 #include <torch/csrc/autograd/custom_function.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cmath>
 #include <map>
 #include <set>
 #include <sstream>
@@ -129,15 +133,60 @@ Tensor ratio(const Tensor& dy, const Tensor& dx, const Tensor& slope, double eps
   return at::where(dx.abs() >= eps, dy / at::where(dx.abs() >= eps, dx, at::ones_like(dx)), slope);
 }
 
-// y flows on unchanged; the gradient to x is g·m (m for both halves of the pair).
+// The Rescale multiplier of the pair's rows: (yᵢ − yᵣ)/(xᵢ − xᵣ), or the derivative at xᵢ where |Δx| < eps.
+// On the CPU one fused pass (these elementwise passes are a large share of a small CNN's forward); the
+// derivative is computed only if some |Δx| is that small.
+Tensor rescale_multiplier(const OpSite& s, const Tensor& x, const Tensor& y, std::int64_t pairs, double eps) {
+  const auto xi = x.narrow(0, 0, pairs), xr = x.narrow(0, pairs, pairs);
+  const auto yi = y.narrow(0, 0, pairs), yr = y.narrow(0, pairs, pairs);
+  if (!x.is_cpu() || !x.is_contiguous() || !y.is_contiguous() || x.sizes() != y.sizes())
+    return ratio(yi - yr, xi - xr, derivative(s, xi), eps);
+  auto m = at::empty_like(xi);
+  bool small = false;
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "deeplift_rescale", [&] {
+    const scalar_t* pxi = xi.data_ptr<scalar_t>();
+    const scalar_t* pxr = xr.data_ptr<scalar_t>();
+    const scalar_t* pyi = yi.data_ptr<scalar_t>();
+    const scalar_t* pyr = yr.data_ptr<scalar_t>();
+    scalar_t* pm = m.data_ptr<scalar_t>();
+    const auto e = static_cast<scalar_t>(eps);
+    std::atomic<bool> any_small{false};
+    at::parallel_for(0, xi.numel(), 1 << 14, [&](std::int64_t begin, std::int64_t end) {
+      bool local = false;
+      for (std::int64_t i = begin; i < end; ++i) {
+        const scalar_t dx = pxi[i] - pxr[i];
+        const bool tiny = std::abs(dx) < e;
+        local |= tiny;
+        pm[i] = tiny ? scalar_t(0) : (pyi[i] - pyr[i]) / dx;
+      }
+      if (local) any_small = true;
+    });
+    small = any_small;
+  });
+  if (small) {
+    const auto tiny = (xi - xr).abs() < eps;
+    m = at::where(tiny, derivative(s, xi), m);
+  }
+  return m;
+}
+
+// y flows on unchanged; the gradient to x is g·m on the input rows, 0 on the reference rows (F is F(x)).
 struct Multiply : public torch::autograd::Function<Multiply> {
   static Tensor forward(AutogradContext* ctx, const Tensor& x, const Tensor& m, const Tensor& y) {
     ctx->saved_data["m"] = m;
     (void)x;
-    return y.clone();
+    // Not a copy: the op graph holds no in-place ops (Model::operations lists them out of place), so nothing
+    // writes into y after this.
+    return y.detach();
   }
   static variable_list backward(AutogradContext* ctx, variable_list g) {
-    return {g[0] * ctx->saved_data["m"].toTensor(), Tensor(), Tensor()};
+    const auto m = ctx->saved_data["m"].toTensor();
+    auto grad = at::empty_like(g[0]);
+    const auto pairs = m.size(0);
+    auto head = grad.narrow(0, 0, pairs);
+    at::mul_out(head, g[0].narrow(0, 0, pairs), m);
+    grad.narrow(0, pairs, pairs).zero_();
+    return {grad, Tensor(), Tensor()};
   }
 };
 
@@ -431,9 +480,7 @@ class DeepLift : public Method {
       switch (plan.actions[site]) {
         case Action::Rescale: {
           const auto& in = args.at(0);
-          const auto xin = in.narrow(0, 0, pairs), xref = in.narrow(0, pairs, pairs);
-          const auto m = ratio(y.narrow(0, 0, pairs) - y.narrow(0, pairs, pairs), xin - xref, derivative(s, xin), eps_);
-          return Multiply::apply(in, torch::cat({m, torch::zeros_like(m)}).detach(), y.detach());
+          return Multiply::apply(in, rescale_multiplier(s, in.detach(), y.detach(), pairs, eps_), y.detach());
         }
         case Action::LinearBeforeRevealCancel: {
           const std::size_t a_index = s.op == "aten::addmm" ? 1 : 0;
