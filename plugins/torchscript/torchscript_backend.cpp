@@ -242,6 +242,7 @@ class TorchScriptModel : public Model {
       if (auto it = tails_.find(name); it != tails_.end()) return it->second;
     }
     const Site site = resolve(name);
+    std::unique_lock<std::mutex> build(build_mutex_);
     // Everything inlined: a module call left in the graph counts as a side effect, so dead-code elimination
     // would keep the head's calls.
     TappedGraph rewritten = insert_taps(module_, std::nullopt);
@@ -260,12 +261,13 @@ class TorchScriptModel : public Model {
       defaults.push_back(*schema.arguments()[i].default_value());
     }
     auto made = std::make_shared<TorchScriptTail>(module_, rewritten.graph, name, needs_input, std::move(defaults));
+    build.unlock();
     std::lock_guard<std::mutex> lock(mutex_);
     return tails_.emplace(name, std::move(made)).first->second;
   }
 
   std::vector<OpSite> operations() const override {
-    std::lock_guard<std::mutex> lock(ops_mutex_);
+    std::lock_guard<std::mutex> lock(build_mutex_);
     if (!operations_) operations_ = list_operations(module_).sites;
     return *operations_;
   }
@@ -277,6 +279,7 @@ class TorchScriptModel : public Model {
       std::lock_guard<std::mutex> lock(mutex_);
       if (auto it = op_cache_.find(key); it != op_cache_.end()) return it->second;
     }
+    std::unique_lock<std::mutex> build(build_mutex_);
     OpGraph g = list_operations(module_);
     std::set<std::size_t> chosen;
     for (auto s : sites) {
@@ -303,6 +306,7 @@ class TorchScriptModel : public Model {
     remove_taps_except(*g.tapped.graph, keep);
     auto made = std::make_shared<TorchScriptTappedForward>(module_, g.tapped.graph, names, std::move(slot_to_layer),
                                                            sites);
+    build.unlock();
     std::lock_guard<std::mutex> lock(mutex_);
     return op_cache_.emplace(key, std::move(made)).first->second;
   }
@@ -312,6 +316,7 @@ class TorchScriptModel : public Model {
   using Site = std::pair<std::string, int>;
 
   std::shared_ptr<TorchScriptTappedForward> make_tapped(const std::vector<std::string>& names) const {
+    std::lock_guard<std::mutex> build(build_mutex_);
     std::vector<Site> wanted;
     std::set<std::string> paths, through;
     for (const auto& name : names) {
@@ -400,7 +405,10 @@ class TorchScriptModel : public Model {
   mutable std::map<std::pair<std::vector<std::string>, std::vector<std::size_t>>,
                    std::shared_ptr<const OpTappedForward>>
       op_cache_;
-  mutable std::mutex ops_mutex_;  // guards operations_ (listing inlines the whole graph: not under mutex_)
+  // Serialises graph building (rewrites, op listing, cuts) and guards operations_. Scripted functions are
+  // compiled lazily on first use, without a lock of their own: two threads inlining the same function at once
+  // could see it half built.
+  mutable std::mutex build_mutex_;
   mutable std::optional<std::vector<OpSite>> operations_;
 };
 
