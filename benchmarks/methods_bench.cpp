@@ -5,21 +5,18 @@
 //                                                bench_models/resnet18_bench_traced.pt (batch 8, 3×64×64)
 #include <benchmark/benchmark.h>
 #include <torch/csrc/autograd/autograd.h>
-#include <tbb/parallel_for.h>
 #include <tbb/task_arena.h>
-#include <ATen/Parallel.h>
 
 #include <filesystem>
 #include <map>
 #include <memory>
 #include <sstream>
 
+#include "bench_support.h"
 #include "galvani/core/config.h"
-#include "galvani/core/process.h"
 #include "galvani/core/runner.h"
 #include "galvani/passes.h"
 #include "galvani/tap.h"
-#include "galvani/tensor_io.h"
 
 namespace {
 
@@ -34,29 +31,14 @@ struct Case {
 const std::map<std::string, Case>& cases() {
   static const std::map<std::string, Case> c = [] {
     std::map<std::string, Case> m;
-    const std::string tmp = (std::filesystem::temp_directory_path() / "galvani_bench").string();
-    std::filesystem::create_directories(tmp);
-    // Fashion CNN: 64 test images.
-    auto fashion = galvani::load_tensor(std::string(GALVANI_SOURCE_DIR) + "/docs/examples/fashion_test.pt");
-    galvani::save_tensor(fashion.narrow(0, 0, 64), tmp + "/fashion64.pt");
-    m["fashion"] = {std::string(GALVANI_SOURCE_DIR) + "/docs/examples/fashion_cnn.pt", tmp + "/fashion64.pt",
-                    "features.4", 64, 50};
-    torch::manual_seed(0);
-    galvani::save_tensor(torch::rand({8, 3, 64, 64}), tmp + "/resnet8.pt");
-    m["resnet18"] = {std::string(GALVANI_BENCH_MODELS) + "/resnet18_bench_traced.pt", tmp + "/resnet8.pt", "layer2",
-                     8, 50};
+    const std::string dir = galvani::bench::bench_dir("galvani_bench");
+    const auto fashion = galvani::bench::fashion64(dir);
+    m["fashion"] = {fashion.model, fashion.inputs, "features.4", 64, 50};
+    const auto resnet = galvani::bench::resnet8(dir);
+    m["resnet18"] = {resnet.model, resnet.inputs, "layer2", 8, 50};
     return m;
   }();
   return c;
-}
-
-galvani::core::PluginHost& host() {
-  static galvani::core::PluginHost* h = [] {
-    auto* p = new galvani::core::PluginHost();
-    p->load_directory(GALVANI_PLUGIN_DIR);
-    return p;
-  }();
-  return *h;
 }
 
 std::string method_entry(const std::string& plugin, const Case& c) {
@@ -68,7 +50,7 @@ std::unique_ptr<Plan> make(const Case& c, const std::string& methods, int thread
   const std::string toml = "[model]\npath = \"" + c.model + "\"\n[data]\ninputs = \"" + c.inputs +
                            "\"\n[run]\nthreads = " + std::to_string(threads) + "\n" + methods;
   auto cfg = galvani::core::parse_config_string(toml, ".");
-  return std::make_unique<Plan>(galvani::core::make_plan(cfg, host()));
+  return std::make_unique<Plan>(galvani::core::make_plan(cfg, galvani::bench::plugin_host()));
 }
 
 void report_points(benchmark::State& state, const Case& c) {
@@ -82,8 +64,6 @@ void BM_Floor(benchmark::State& state, const std::string& name) {
   const Case& c = cases().at(name);
   const auto plan = make(c, method_entry("nig", c), static_cast<int>(state.range(0)));
   auto tapped = plan->model->tapped({c.layer});
-  const auto n = plan->inputs.size(0);
-  const auto shards = (n + plan->shard_size - 1) / plan->shard_size;
   const auto chunk = galvani::default_internal_batch(plan->inputs[0].numel());
   const auto q = galvani::make_quadrature("gausslegendre", c.steps);
   std::vector<double> grid{0.0};
@@ -91,28 +71,19 @@ void BM_Floor(benchmark::State& state, const std::string& name) {
   grid.push_back(1.0);
   tbb::task_arena arena(plan->concurrency);
   for (auto _ : state) {
-    arena.execute([&] {
-      // One task per shard (simple partitioner, grain 1), as the runner's flow graph schedules them.
-      tbb::parallel_for(tbb::blocked_range<int64_t>(0, shards, 1), [&](const tbb::blocked_range<int64_t>& range) {
-       for (int64_t s = range.begin(); s < range.end(); ++s) {
-        at::set_num_threads(plan->intra_threads);
-        torch::AutoGradMode grad(true);
-        const auto start = s * plan->shard_size;
-        const auto len = std::min(plan->shard_size, n - start);
-        const auto x = plan->inputs.narrow(0, start, len);
-        const auto xb = plan->baselines.narrow(0, start, len);
-        const auto tg = plan->targets.narrow(0, start, len).repeat({static_cast<int64_t>(grid.size())});
-        const auto a = torch::tensor(grid, x.options()).view({-1, 1, 1, 1, 1});
-        const auto pts = (xb.unsqueeze(0) + a * (x - xb).unsqueeze(0)).reshape({-1, x.size(1), x.size(2), x.size(3)});
-        for (int64_t p = 0; p < pts.size(0); p += chunk) {
-          const auto l = std::min(chunk, pts.size(0) - p);
-          std::vector<torch::Tensor> cap;
-          const auto out = tapped->forward(pts.narrow(0, p, l).detach().requires_grad_(true), galvani::taps::capture(cap));
-          const auto f = plan->objective(out, tg.narrow(0, p, l));
-          benchmark::DoNotOptimize(torch::autograd::grad({f.sum()}, {cap[0]})[0]);
-        }
-       }
-      }, tbb::simple_partitioner());
+    galvani::bench::for_each_shard(*plan, arena, [&](int64_t start, int64_t len) {
+      const auto x = plan->inputs.narrow(0, start, len);
+      const auto xb = plan->baselines.narrow(0, start, len);
+      const auto tg = plan->targets.narrow(0, start, len).repeat({static_cast<int64_t>(grid.size())});
+      const auto a = torch::tensor(grid, x.options()).view({-1, 1, 1, 1, 1});
+      const auto pts = (xb.unsqueeze(0) + a * (x - xb).unsqueeze(0)).reshape({-1, x.size(1), x.size(2), x.size(3)});
+      for (int64_t p = 0; p < pts.size(0); p += chunk) {
+        const auto l = std::min(chunk, pts.size(0) - p);
+        std::vector<torch::Tensor> cap;
+        const auto out = tapped->forward(pts.narrow(0, p, l).detach().requires_grad_(true), galvani::taps::capture(cap));
+        const auto f = plan->objective(out, tg.narrow(0, p, l));
+        benchmark::DoNotOptimize(torch::autograd::grad({f.sum()}, {cap[0]})[0]);
+      }
     });
   }
   report_points(state, c);
@@ -138,21 +109,11 @@ void register_all() {
   };
   for (const std::string model : {"fashion", "resnet18"}) {
     if (!std::filesystem::exists(cases().at(model).model)) continue;
-    benchmark::RegisterBenchmark(("floor/" + model).c_str(), BM_Floor, model)
-        ->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0);
-    for (const auto& [label, list] : methods)
-      benchmark::RegisterBenchmark((label + "/" + model).c_str(), BM_Method, model, list)
-          ->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0);
+    galvani::bench::add("floor/" + model, BM_Floor, model);
+    for (const auto& [label, list] : methods) galvani::bench::add(label + "/" + model, BM_Method, model, list);
   }
 }
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  galvani::core::tune_allocator();  // as the command line does; the floor runs under the same allocator
-  register_all();
-  benchmark::Initialize(&argc, argv);
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
-}
+int main(int argc, char** argv) { return galvani::bench::run(argc, argv, register_all); }
