@@ -200,55 +200,57 @@ struct LinearPart {
   // The layer without bias, applied to `a` with weights `w`.
   Tensor apply(const Tensor& a, const Tensor& w) const {
     if (is_dense(site->op)) return at::matmul(a, site->op == "aten::addmm" ? w : w.t());
-    const auto& args = site->args;
-    const bool full = site->op == "aten::_convolution";
-    const std::int64_t groups = full ? args.at(8).toInt() : args.at(6).toInt();
-    return at::convolution(a, w, {}, args.at(3).toIntVector(), args.at(4).toIntVector(), args.at(5).toIntVector(),
-                           false, std::vector<std::int64_t>(args.at(3).toIntVector().size(), 0), groups);
+    const Convolution c = convolution();
+    return at::convolution(a, w, {}, c.stride, c.padding, c.dilation, false, c.output_padding, c.groups);
   }
-  // The transpose (vector–Jacobian product) of `apply` for cotangent g.
+  // The transpose (vector–Jacobian product) of `apply` for cotangent g; `like` has the input's shape.
   Tensor transpose(const Tensor& g, const Tensor& w, const Tensor& like) const {
     if (is_dense(site->op)) return at::matmul(g, site->op == "aten::addmm" ? w.t() : w);
+    const Convolution c = convolution();
+    return std::get<0>(at::convolution_backward(g, like, w, c10::nullopt, c.stride, c.padding, c.dilation, false,
+                                                c.output_padding, c.groups, {true, false, false}));
+  }
+
+ private:
+  // conv1d/2d/3d(input, weight, bias, stride, padding, dilation, groups) and
+  // _convolution(input, weight, bias, stride, padding, dilation, transposed, output_padding, groups, ...).
+  struct Convolution {
+    std::vector<std::int64_t> stride, padding, dilation, output_padding;
+    std::int64_t groups;
+  };
+  Convolution convolution() const {
     const auto& args = site->args;
-    const bool full = site->op == "aten::_convolution";
-    const std::int64_t groups = full ? args.at(8).toInt() : args.at(6).toInt();
-    const auto stride = args.at(3).toIntVector();
-    auto grads = at::convolution_backward(g, like, w, c10::nullopt, stride, args.at(4).toIntVector(),
-                                          args.at(5).toIntVector(), false,
-                                          std::vector<std::int64_t>(stride.size(), 0), groups, {true, false, false});
-    return std::get<0>(grads);
+    Convolution c{args.at(3).toIntVector(), args.at(4).toIntVector(), args.at(5).toIntVector(), {}, 0};
+    c.output_padding.assign(c.stride.size(), 0);
+    c.groups = (site->op == "aten::_convolution" ? args.at(8) : args.at(6)).toInt();
+    return c;
   }
 };
 
 // RevealCancel: the linear layer and the nonlinearity after it as one function of the linear layer's input a.
 struct RevealCancel : public torch::autograd::Function<RevealCancel> {
+  // `part` (weights split by sign, Δa) outlives the backward: it belongs to the forward's caller.
   static Tensor forward(AutogradContext* ctx, const Tensor& a, const Tensor& y, const Tensor& m_pos,
-                        const Tensor& m_neg, const LinearPart* part, std::int64_t pairs) {
+                        const Tensor& m_neg, const LinearPart* part) {
     ctx->saved_data["m_pos"] = m_pos;
     ctx->saved_data["m_neg"] = m_neg;
-    ctx->saved_data["w_pos"] = part->weight_pos;
-    ctx->saved_data["w_neg"] = part->weight_neg;
-    ctx->saved_data["delta"] = part->input_delta;
-    ctx->saved_data["pairs"] = pairs;
-    ctx->saved_data["like"] = a.narrow(0, 0, pairs).detach();
+    ctx->saved_data["like"] = a.narrow(0, 0, m_pos.size(0)).detach();
     ctx->saved_data["part"] = reinterpret_cast<std::int64_t>(part);
-    return y.clone();
+    return y.detach();  // not a copy: no in-place op follows in the op graph (see Multiply)
   }
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const auto* part = reinterpret_cast<const LinearPart*>(ctx->saved_data["part"].toInt());
-    const auto pairs = ctx->saved_data["pairs"].toInt();
-    const auto g = grads[0].narrow(0, 0, pairs);
-    const auto gp = g * ctx->saved_data["m_pos"].toTensor();
-    const auto gn = g * ctx->saved_data["m_neg"].toTensor();
-    const auto w_pos = ctx->saved_data["w_pos"].toTensor(), w_neg = ctx->saved_data["w_neg"].toTensor();
+    const auto m_pos = ctx->saved_data["m_pos"].toTensor(), m_neg = ctx->saved_data["m_neg"].toTensor();
     const auto like = ctx->saved_data["like"].toTensor();
-    const auto delta = ctx->saved_data["delta"].toTensor();
+    const auto g = grads[0].narrow(0, 0, m_pos.size(0));
+    const auto gp = g * m_pos, gn = g * m_neg;
     // Δaᵢ > 0: terms with wᵢⱼ > 0 are positive (m⁺), with wᵢⱼ < 0 negative (m⁻); Δaᵢ < 0 the other way round.
-    const auto up = part->transpose(gp, w_pos, like) + part->transpose(gn, w_neg, like);
-    const auto down = part->transpose(gn, w_pos, like) + part->transpose(gp, w_neg, like);
+    const auto up = part->transpose(gp, part->weight_pos, like) + part->transpose(gn, part->weight_neg, like);
+    const auto down = part->transpose(gn, part->weight_pos, like) + part->transpose(gp, part->weight_neg, like);
+    const auto& delta = part->input_delta;
     auto ga = at::where(delta > 0, up, at::where(delta < 0, down, (up + down) * 0.5));
     ga = at::cat({ga, at::zeros_like(ga)});  // references: no gradient of F(x)
-    return {ga, Tensor(), Tensor(), Tensor(), Tensor(), Tensor()};
+    return {ga, Tensor(), Tensor(), Tensor(), Tensor()};
   }
 };
 
@@ -298,7 +300,7 @@ struct MaxPoolDelta : public torch::autograd::Function<MaxPoolDelta> {
     ctx->saved_data["index_r"] = index_r;
     ctx->saved_data["site"] = reinterpret_cast<std::int64_t>(site);
     ctx->saved_data["eps"] = eps;
-    return y.clone();
+    return y.detach();  // not a copy: no in-place op follows in the op graph (see Multiply)
   }
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const Pool pool{reinterpret_cast<const OpSite*>(ctx->saved_data["site"].toInt())};
@@ -507,8 +509,7 @@ class DeepLift : public Method {
           const auto dy_neg = 0.5 * ((fn - f0) + (fb - fp));
           const auto slope = derivative(s, in.narrow(0, 0, pairs).detach());
           return RevealCancel::apply(part.input, y.detach(),
-                                     ratio(dy_pos, dx_pos, slope, eps_), ratio(dy_neg, dx_neg, slope, eps_), &part,
-                                     pairs);
+                                     ratio(dy_pos, dx_pos, slope, eps_), ratio(dy_neg, dx_neg, slope, eps_), &part);
         }
         case Action::MaxPool:
           return MaxPoolDelta::apply(args.at(0), y.detach(), &s, pairs, eps_);
