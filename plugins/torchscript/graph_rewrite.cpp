@@ -176,23 +176,59 @@ bool tensor_argument(const Node* n, std::size_t i) {
   return is_tensor(n->input(i)->type());
 }
 
-// A value known before the forward runs: a constant, or a list built from constants (traced kernel sizes).
-std::optional<c10::IValue> constant_value(Value* v) {
-  if (auto c = torch::jit::toIValue(v)) return c;
-  if (v->node()->kind() != c10::prim::ListConstruct) return std::nullopt;
-  const auto list_type = v->type()->cast<c10::ListType>();
-  if (!list_type) return std::nullopt;
-  c10::impl::GenericList list(list_type->getElementType());
-  for (Value* element : v->node()->inputs()) {
-    auto c = torch::jit::toIValue(element);
-    if (!c) return std::nullopt;
-    list.push_back(*c);
+// Lists of ints, floats or bools typed as such (folded constants can come back as generic lists), so that
+// int[] arguments read back with toIntVector.
+c10::IValue typed(c10::IValue v) {
+  if (!v.isList()) return v;
+  const auto list = v.toList();
+  const auto all = [&](auto is) { return std::all_of(list.begin(), list.end(), [&](const c10::IValue& e) { return is(e); }); };
+  if (all([](const c10::IValue& e) { return e.isInt(); })) return c10::impl::toTypedList<std::int64_t>(list);
+  if (all([](const c10::IValue& e) { return e.isDouble(); })) return c10::impl::toTypedList<double>(list);
+  if (all([](const c10::IValue& e) { return e.isBool(); })) return c10::impl::toTypedList<bool>(list);
+  return v;
+}
+
+// A non-tensor value known before the forward runs: a constant, or computed from constants only — a list
+// built from them (traced kernel sizes), a branch on a constant (scripted `if stride is None:`), an op on
+// them. Evaluated here rather than left to constant propagation, whose folding of such values is not
+// reliable, so that listing the same model always gives the same arguments.
+std::optional<c10::IValue> constant_value(Value* v, int depth = 0) {
+  if (auto c = torch::jit::toIValue(v)) return typed(*c);
+  constexpr int kMaxDepth = 16;
+  Node* n = v->node();
+  if (depth > kMaxDepth || is_tensor(v->type()) || n->kind() == c10::prim::Param ||
+      n->kind() == c10::prim::GetAttr || n->hasSideEffects())
+    return std::nullopt;
+  if (n->kind() == c10::prim::If) {
+    const auto condition = constant_value(n->input(0), depth + 1);
+    if (!condition || !condition->isBool()) return std::nullopt;
+    return constant_value(n->blocks()[condition->toBool() ? 0 : 1]->outputs()[v->offset()], depth + 1);
   }
-  // Typed as the schema expects (int[] reads back with toIntVector).
-  if (list_type->getElementType()->kind() == c10::TypeKind::IntType) return c10::IValue(c10::impl::toTypedList<std::int64_t>(list));
-  if (list_type->getElementType()->kind() == c10::TypeKind::FloatType) return c10::IValue(c10::impl::toTypedList<double>(list));
-  if (list_type->getElementType()->kind() == c10::TypeKind::BoolType) return c10::IValue(c10::impl::toTypedList<bool>(list));
-  return c10::IValue(list);
+  if (n->kind() == c10::prim::ListConstruct) {
+    const auto list_type = v->type()->cast<c10::ListType>();
+    if (!list_type) return std::nullopt;
+    c10::impl::GenericList list(list_type->getElementType());
+    for (Value* element : n->inputs()) {
+      auto c = constant_value(element, depth + 1);
+      if (!c) return std::nullopt;
+      list.push_back(std::move(*c));
+    }
+    return typed(c10::IValue(list));
+  }
+  if (!n->blocks().empty() || !n->maybeOperator()) return std::nullopt;
+  torch::jit::Stack stack;
+  for (Value* input : n->inputs()) {
+    auto c = constant_value(input, depth + 1);
+    if (!c) return std::nullopt;
+    stack.push_back(std::move(*c));
+  }
+  try {
+    n->getOperation()(stack);
+  } catch (const std::exception&) {
+    return std::nullopt;  // an op that cannot run on its own here: the value stays unknown
+  }
+  if (stack.size() != n->outputs().size()) return std::nullopt;
+  return typed(stack[v->offset()]);
 }
 
 // `aten::relu_` → `aten::relu`, when that exists; nullopt for ops that are not in place.
@@ -318,6 +354,20 @@ OpGraph list_operations(const torch::jit::Module& module) {
     for (Value* v : n->outputs()) dependent.insert(v);
   }
   return r;
+}
+
+OpGraph copy_op_graph(const OpGraph& g) {
+  OpGraph c;
+  c.tapped.graph = g.tapped.graph->copy();
+  c.tapped.sites = g.tapped.sites;
+  c.tapped.untappable = g.tapped.untappable;
+  c.sites = g.sites;
+  // Copying keeps the order of nodes, blocks included: a site is the node at the same position.
+  const auto from = all_nodes(*g.tapped.graph), to = all_nodes(*c.tapped.graph);
+  std::map<const Node*, std::size_t> position;
+  for (std::size_t i = 0; i < from.size(); ++i) position[from[i]] = i;
+  for (const Node* n : g.nodes) c.nodes.push_back(to.at(position.at(n)));
+  return c;
 }
 
 void insert_op_taps(OpGraph& r, const std::set<std::size_t>& sites) {

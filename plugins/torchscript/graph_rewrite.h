@@ -51,6 +51,9 @@ struct OpGraph {
 /// same sites in the same order.
 OpGraph list_operations(const torch::jit::Module& module);
 
+/// A copy of `g` whose `nodes` point into the copied graph (same sites, same order).
+OpGraph copy_op_graph(const OpGraph& g);
+
 /// Inserts `galvani::op_tap(out, [tensor args], slot = site index)` after each site in `sites`.
 void insert_op_taps(OpGraph& g, const std::set<std::size_t>& sites);
 

@@ -241,16 +241,12 @@ class TorchScriptModel : public Model {
       std::lock_guard<std::mutex> lock(mutex_);
       if (auto it = tails_.find(name); it != tails_.end()) return it->second;
     }
-    const Site site = resolve(name);
+    const std::vector<Site> wanted = resolve_all({name});
     std::unique_lock<std::mutex> build(build_mutex_);
     // Everything inlined: a module call left in the graph counts as a side effect, so dead-code elimination
     // would keep the head's calls.
     TappedGraph rewritten = insert_taps(module_, std::nullopt);
-    std::int64_t slot = -1;
-    for (const auto& s : rewritten.sites)
-      if (s.path == site.first && s.index == site.second) slot = s.slot;
-    if (slot < 0) throw ModelError("internal error in the TorchScript backend: layer '" + name + "' not found");
-    remove_taps_except(*rewritten.graph, {slot});
+    const std::int64_t slot = keep_layer_taps(rewritten, wanted).begin()->first;
     const bool needs_input = cut_at_tap(rewritten.graph, slot);
     std::vector<c10::IValue> defaults;
     const auto& schema = module_.get_method("forward").function().getSchema();
@@ -268,8 +264,7 @@ class TorchScriptModel : public Model {
 
   std::vector<OpSite> operations() const override {
     std::lock_guard<std::mutex> lock(build_mutex_);
-    if (!operations_) operations_ = list_operations(module_).sites;
-    return *operations_;
+    return op_graph().sites;
   }
 
   std::shared_ptr<const OpTappedForward> op_tapped(const std::vector<std::string>& names,
@@ -279,8 +274,10 @@ class TorchScriptModel : public Model {
       std::lock_guard<std::mutex> lock(mutex_);
       if (auto it = op_cache_.find(key); it != op_cache_.end()) return it->second;
     }
+    const std::vector<Site> wanted = resolve_all(names);
     std::unique_lock<std::mutex> build(build_mutex_);
-    OpGraph g = list_operations(module_);
+    // A copy of the listed graph, so the site indices are those operations() gave.
+    OpGraph g = copy_op_graph(op_graph());
     std::set<std::size_t> chosen;
     for (auto s : sites) {
       if (s >= g.sites.size())
@@ -289,21 +286,7 @@ class TorchScriptModel : public Model {
       if (!chosen.insert(s).second) throw ModelError("op site " + std::to_string(s) + " is requested twice");
     }
     insert_op_taps(g, chosen);
-    std::map<std::int64_t, std::size_t> slot_to_layer;
-    std::set<std::int64_t> keep;
-    for (std::size_t i = 0; i < names.size(); ++i) {
-      const Site site = resolve(names[i]);
-      for (const auto& s : g.tapped.sites)
-        if (s.path == site.first && s.index == site.second) {
-          if (slot_to_layer.count(s.slot)) throw ModelError("layer '" + names[i] + "' is requested twice");
-          slot_to_layer[s.slot] = i;
-          keep.insert(s.slot);
-        }
-    }
-    if (keep.size() != names.size())
-      throw ModelError("internal error in the TorchScript backend: not every requested layer of '" + path_ +
-                       "' was found in the inlined graph");
-    remove_taps_except(*g.tapped.graph, keep);
+    auto slot_to_layer = keep_layer_taps(g.tapped, wanted);
     auto made = std::make_shared<TorchScriptTappedForward>(module_, g.tapped.graph, names, std::move(slot_to_layer),
                                                            sites);
     build.unlock();
@@ -316,34 +299,54 @@ class TorchScriptModel : public Model {
   using Site = std::pair<std::string, int>;
 
   std::shared_ptr<TorchScriptTappedForward> make_tapped(const std::vector<std::string>& names) const {
-    std::lock_guard<std::mutex> build(build_mutex_);
-    std::vector<Site> wanted;
+    const std::vector<Site> wanted = resolve_all(names);
     std::set<std::string> paths, through;
+    for (const auto& site : wanted) {
+      paths.insert(site.first);
+      const auto& callers = callers_.at(site.first);
+      through.insert(callers.begin(), callers.end());
+    }
+    std::lock_guard<std::mutex> build(build_mutex_);
+    // Only the calls on the way to the requested layers are inlined; the rest stay calls, as in the model.
+    TappedGraph rewritten = insert_taps(module_, paths, through);
+    auto slot_to_layer = keep_layer_taps(rewritten, wanted);
+    return std::make_shared<TorchScriptTappedForward>(module_, rewritten.graph, names, std::move(slot_to_layer));
+  }
+
+  /// The fully inlined graph with its op sites, listed once. Call with build_mutex_ held.
+  const OpGraph& op_graph() const {
+    if (!op_graph_) op_graph_ = list_operations(module_);
+    return *op_graph_;
+  }
+
+  /// Layer names → call sites, refusing a layer named twice.
+  std::vector<Site> resolve_all(const std::vector<std::string>& names) const {
+    std::vector<Site> wanted;
     for (const auto& name : names) {
       Site site = resolve(name);
       if (std::find(wanted.begin(), wanted.end(), site) != wanted.end())
         throw ModelError("layer '" + name + "' is requested twice in one tapped forward");
-      paths.insert(site.first);
-      const auto& callers = callers_.at(site.first);
-      through.insert(callers.begin(), callers.end());
       wanted.push_back(std::move(site));
     }
-    // Only the calls on the way to the requested layers are inlined; the rest stay calls, as in the model.
-    TappedGraph rewritten = insert_taps(module_, paths, through);
+    return wanted;
+  }
+
+  /// Removes every tap of `g` but those of `wanted`; returns tap slot → index into `wanted`. Every rewrite
+  /// sees the call sites the full listing saw, so a site not found is a bug here.
+  std::map<std::int64_t, std::size_t> keep_layer_taps(TappedGraph& g, const std::vector<Site>& wanted) const {
     std::map<std::int64_t, std::size_t> slot_to_layer;
     std::set<std::int64_t> keep;
-    for (const auto& s : rewritten.sites) {
+    for (const auto& s : g.sites) {
       const auto it = std::find(wanted.begin(), wanted.end(), Site{s.path, s.index});
       if (it == wanted.end()) continue;  // another call site of a requested module
       slot_to_layer[s.slot] = static_cast<std::size_t>(it - wanted.begin());
       keep.insert(s.slot);
     }
-    // The full listing and this partial rewrite see the same call sites; a mismatch is a bug here.
-    if (keep.size() != names.size())
+    if (keep.size() != wanted.size())
       throw ModelError("internal error in the TorchScript backend: not every requested layer of '" + path_ +
                        "' was found in the rewritten graph");
-    remove_taps_except(*rewritten.graph, keep);
-    return std::make_shared<TorchScriptTappedForward>(module_, rewritten.graph, names, std::move(slot_to_layer));
+    remove_taps_except(*g.graph, keep);
+    return slot_to_layer;
   }
 
   /// A layer name → (module path, call index), or a ModelError that says what to ask for instead.
@@ -405,11 +408,11 @@ class TorchScriptModel : public Model {
   mutable std::map<std::pair<std::vector<std::string>, std::vector<std::size_t>>,
                    std::shared_ptr<const OpTappedForward>>
       op_cache_;
-  // Serialises graph building (rewrites, op listing, cuts) and guards operations_. Scripted functions are
+  // Serialises graph building (rewrites, op listing, cuts) and guards op_graph_. Scripted functions are
   // compiled lazily on first use, without a lock of their own: two threads inlining the same function at once
   // could see it half built.
   mutable std::mutex build_mutex_;
-  mutable std::optional<std::vector<OpSite>> operations_;
+  mutable std::optional<OpGraph> op_graph_;
 };
 
 /// A ModelError for `device` when it cannot be used here.
