@@ -50,9 +50,10 @@ torch::Tensor forward_chunked(const Model& model, const torch::Tensor& x, std::i
 class ShardContext : public MethodContext {
  public:
   ShardContext(const Plan& plan, const PlannedMethod& m, torch::Tensor inputs, torch::Tensor baselines,
-               torch::Tensor targets, std::int64_t offset, const PathPass* pass)
+               torch::Tensor targets, std::int64_t offset, const PathPass* pass, torch::Tensor* f_input = nullptr,
+               torch::Tensor* f_baseline = nullptr)
       : plan_(plan), m_(m), inputs_(std::move(inputs)), baselines_(std::move(baselines)),
-        targets_(std::move(targets)), offset_(offset), pass_(pass) {}
+        targets_(std::move(targets)), offset_(offset), pass_(pass), f_input_(f_input), f_baseline_(f_baseline) {}
   const Model& model() const override { return *plan_.model; }
   const torch::Tensor& inputs() const override { return inputs_; }
   const torch::Tensor& baselines() const override { return baselines_; }
@@ -68,6 +69,16 @@ class ShardContext : public MethodContext {
       throw Error("method '" + m_.config.name + "' asked for a shared pass it did not declare in needs()");
     return *pass_;
   }
+  void provide_outputs(const torch::Tensor& f_input, const torch::Tensor& f_baseline) const override {
+    if (!f_input_ || f_input_->defined()) return;  // the first provider wins
+    const auto b = inputs_.size(0);
+    for (const auto* t : {&f_input, &f_baseline})
+      if (!t->defined() || t->dim() != 1 || t->size(0) != b)
+        throw PluginError(m_.plugin, "method '" + m_.config.name + "' provided F(x), F(x') that are not [" +
+                                         std::to_string(b) + "] tensors");
+    *f_input_ = f_input.detach();
+    *f_baseline_ = f_baseline.detach();
+  }
 
  private:
   const Plan& plan_;
@@ -75,6 +86,8 @@ class ShardContext : public MethodContext {
   torch::Tensor inputs_, baselines_, targets_;
   std::int64_t offset_;
   const PathPass* pass_;
+  torch::Tensor* f_input_;
+  torch::Tensor* f_baseline_;
 };
 
 std::vector<std::string> merge_layers(std::vector<std::string> a, const std::vector<std::string>& b) {
@@ -95,6 +108,49 @@ void check_attribution(const PlannedMethod& m, const Attribution& a, std::int64_
     if (!t.defined() || t.dim() < 1 || t.size(0) != batch)
       throw PluginError(m.plugin, "method '" + m.config.name + "' returned extra '" + key + "' for layer '" + a.layer +
                                       "' that is not batch first (a batch of " + std::to_string(batch) + ")");
+}
+
+// Shared passes: one group per distinct path; endpoint-only methods join the first path group.
+void group_methods(Plan& plan) {
+  plan.groups.clear();
+  plan.standalone.clear();
+  std::vector<std::size_t> endpoint_only;
+  for (std::size_t i = 0; i < plan.methods.size(); ++i) {
+    auto& m = plan.methods[i];
+    if (!m.needs.path) {
+      if (m.needs.endpoints) endpoint_only.push_back(i);
+      continue;
+    }
+    const std::string key = "path: " + m.path->describe() + ", steps=" + std::to_string(m.config.steps) +
+                            (m.config.internal_batch ? ", internal_batch=" + std::to_string(m.config.internal_batch) : "");
+    auto it = std::find_if(plan.groups.begin(), plan.groups.end(), [&](const PassGroup& g) { return g.key == key; });
+    if (it == plan.groups.end()) {
+      PassGroup g;
+      g.key = key;
+      g.path = m.path;
+      g.steps = m.config.steps;
+      g.internal_batch = m.config.internal_batch;
+      plan.groups.push_back(g);
+      it = plan.groups.end() - 1;
+    }
+    it->tangents |= m.needs.tangents;
+    it->layers = merge_layers(it->layers, m.config.layers);
+    it->methods.push_back(i);
+  }
+  if (!endpoint_only.empty()) {
+    if (plan.groups.empty()) {
+      PassGroup g;
+      g.key = "endpoints";
+      plan.groups.push_back(g);
+    }
+    for (auto i : endpoint_only) {
+      plan.groups.front().layers = merge_layers(plan.groups.front().layers, plan.methods[i].config.layers);
+      plan.groups.front().methods.push_back(i);
+    }
+  }
+  for (std::size_t i = 0; i < plan.methods.size(); ++i)
+    if (!plan.methods[i].needs.path && !plan.methods[i].needs.endpoints) plan.standalone.push_back(plan.methods[i]);
+
 }
 
 }  // namespace
@@ -254,43 +310,7 @@ Plan make_plan(const RunConfig& config, PluginHost& host) {
     plan.evaluators.push_back(std::move(pe));
   }
 
-  // Shared passes: one group per distinct path; endpoint-only methods join the first path group.
-  std::vector<std::size_t> endpoint_only;
-  for (std::size_t i = 0; i < plan.methods.size(); ++i) {
-    auto& m = plan.methods[i];
-    if (!m.needs.path) {
-      if (m.needs.endpoints) endpoint_only.push_back(i);
-      continue;
-    }
-    const std::string key = "path: " + m.path->describe() + ", steps=" + std::to_string(m.config.steps) +
-                            (m.config.internal_batch ? ", internal_batch=" + std::to_string(m.config.internal_batch) : "");
-    auto it = std::find_if(plan.groups.begin(), plan.groups.end(), [&](const PassGroup& g) { return g.key == key; });
-    if (it == plan.groups.end()) {
-      PassGroup g;
-      g.key = key;
-      g.path = m.path;
-      g.steps = m.config.steps;
-      g.internal_batch = m.config.internal_batch;
-      plan.groups.push_back(g);
-      it = plan.groups.end() - 1;
-    }
-    it->tangents |= m.needs.tangents;
-    it->layers = merge_layers(it->layers, m.config.layers);
-    it->methods.push_back(i);
-  }
-  if (!endpoint_only.empty()) {
-    if (plan.groups.empty()) {
-      PassGroup g;
-      g.key = "endpoints";
-      plan.groups.push_back(g);
-    }
-    for (auto i : endpoint_only) {
-      plan.groups.front().layers = merge_layers(plan.groups.front().layers, plan.methods[i].config.layers);
-      plan.groups.front().methods.push_back(i);
-    }
-  }
-  for (std::size_t i = 0; i < plan.methods.size(); ++i)
-    if (!plan.methods[i].needs.path && !plan.methods[i].needs.endpoints) plan.standalone.push_back(plan.methods[i]);
+  group_methods(plan);
 
   // Shards and threads.
   const int cores = std::max(1u, std::thread::hardware_concurrency());
@@ -305,7 +325,9 @@ Plan make_plan(const RunConfig& config, PluginHost& host) {
   return plan;
 }
 
-RunResult execute(Plan& plan, const ProgressFn& progress) {
+namespace {
+// Runs every method of the plan over all shards: results and F(x), F(x'), no evaluators.
+RunResult run_methods(const Plan& plan, const ProgressFn& progress) {
   RunResult result;
   const auto n = plan.inputs.size(0);
   const auto shard_size = plan.shard_size;
@@ -331,11 +353,6 @@ RunResult execute(Plan& plan, const ProgressFn& progress) {
     const auto x = plan.inputs.narrow(0, start, len);
     const auto xb = plan.baselines.narrow(0, start, len);
     const auto tg = plan.targets.narrow(0, start, len);
-    {
-      torch::NoGradGuard ng;
-      o.f_input = plan.objective(plan.model->forward(x), tg);
-      o.f_baseline = plan.objective(plan.model->forward(xb), tg);
-    }
     for (const auto& g : plan.groups) {
       auto t0 = Clock::now();
       PathPassSpec spec;
@@ -347,6 +364,11 @@ RunResult execute(Plan& plan, const ProgressFn& progress) {
       spec.double_accumulate = plan.config.run.precision == "double";
       const PathPass pass = compute_path_pass(*plan.model, spec, x, xb, tg, plan.objective);
       o.timings["pass [" + g.key + "]"] += seconds_since(t0);
+      // F(x), F(x') of the run come from the pass when its path kept the configured baselines.
+      if (!o.f_input.defined() && torch::equal(pass.baselines, xb)) {
+        o.f_input = pass.f_input().detach();
+        o.f_baseline = pass.f_baseline().detach();
+      }
       for (auto i : g.methods) {
         const auto& m = plan.methods[i];
         t0 = Clock::now();
@@ -359,9 +381,16 @@ RunResult execute(Plan& plan, const ProgressFn& progress) {
       const auto& m = plan.methods[i];
       if (m.needs.path || m.needs.endpoints) continue;
       auto t0 = Clock::now();
-      ShardContext ctx(plan, m, x, xb, tg, start, nullptr);
+      ShardContext ctx(plan, m, x, xb, tg, start, nullptr, &o.f_input, &o.f_baseline);
       o.per_method[i] = call_plugin(m.plugin, [&] { return m.method->attribute(ctx, m.config.layers); });
       o.timings["method " + m.config.name] += seconds_since(t0);
+    }
+    if (!o.f_input.defined()) {  // no pass or method computed them
+      torch::NoGradGuard ng;
+      auto t0 = Clock::now();
+      o.f_input = plan.objective(plan.model->forward(x), tg);
+      o.f_baseline = plan.objective(plan.model->forward(xb), tg);
+      o.timings["F(x), F(x')"] += seconds_since(t0);
     }
     for (std::size_t i = 0; i < plan.methods.size(); ++i)
       for (auto& a : o.per_method[i]) {
@@ -435,6 +464,25 @@ RunResult execute(Plan& plan, const ProgressFn& progress) {
     }
   }
 
+  return result;
+}
+}  // namespace
+
+RunResult execute(Plan& plan, const ProgressFn& progress) {
+  RunResult result = run_methods(plan, progress);
+  // Evaluators may run a method again on another model (parameter randomisation): a plan with that method only.
+  const auto rerun = [&plan](const std::string& method, std::shared_ptr<Model> model) {
+    auto it = std::find_if(plan.methods.begin(), plan.methods.end(),
+                           [&](const PlannedMethod& m) { return m.config.name == method; });
+    if (it == plan.methods.end()) throw ConfigError("no method named '" + method + "' in this run");
+    if (!model) throw Error("rerun of method '" + method + "' was given no model");
+    Plan sub = plan;
+    sub.model = std::move(model);
+    sub.methods = {*it};
+    sub.evaluators.clear();
+    group_methods(sub);
+    return run_methods(sub, {}).results;
+  };
   for (std::size_t ei = 0; ei < plan.evaluators.size(); ++ei) {
     const auto& e = plan.evaluators[ei];
     if (progress) progress("evaluator " + e.config.name, 0, 1);
@@ -448,6 +496,7 @@ RunResult execute(Plan& plan, const ProgressFn& progress) {
     in.f_baseline = result.f_baseline;
     in.objective = plan.objective;
     in.results = result.results;
+    in.rerun = rerun;
     result.evaluations.emplace_back(e.config.name, call_plugin(e.plugin, [&] { return e.evaluator->evaluate(in); }));
     result.timings["evaluator " + e.config.name] = seconds_since(t0);
     if (progress) progress("evaluator " + e.config.name, 1, 1);

@@ -18,6 +18,7 @@ Model::~Model() = default;
 ModelBackend::~ModelBackend() = default;
 PathGenerator::~PathGenerator() = default;
 MethodContext::~MethodContext() = default;
+void MethodContext::provide_outputs(const torch::Tensor&, const torch::Tensor&) const {}
 Method::~Method() = default;
 Evaluator::~Evaluator() = default;
 Registrar::~Registrar() = default;
@@ -79,6 +80,10 @@ std::vector<OpSite> Model::operations() const {
 std::shared_ptr<const OpTappedForward> Model::op_tapped(const std::vector<std::string>&,
                                                         const std::vector<std::size_t>&) const {
   throw ModelError("this model backend has no op taps (needed, e.g., by DeepLIFT to swap nonlinearities)");
+}
+
+std::shared_ptr<Model> Model::randomized(const std::vector<std::string>&, std::uint64_t) const {
+  throw ModelError("this model backend cannot randomise parameters (needed by parameter-randomisation checks)");
 }
 
 LayerInfo Model::layer(const std::string& name) const {

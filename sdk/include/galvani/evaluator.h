@@ -3,6 +3,7 @@
 
 #include <torch/types.h>
 
+#include <functional>
 #include <map>
 #include <string>
 #include <variant>
@@ -33,6 +34,10 @@ struct GALVANI_API EvaluationInput {
   torch::Tensor f_input, f_baseline;         ///< [N]
   Objective objective;
   std::vector<MethodResult> results;
+  /// Runs one of the run's methods again, as the run did (same options, shards and threads), over all inputs
+  /// but on another model with the same layers (e.g. Model::randomized): its results, one per layer. Throws
+  /// ConfigError for a method name that is not in the run.
+  std::function<std::vector<MethodResult>(const std::string& method, std::shared_ptr<Model> model)> rerun;
 };
 
 /// A named number, for one method/layer pair (either may be empty for run-wide metrics).
@@ -51,9 +56,20 @@ struct GALVANI_API Table {
   std::vector<std::vector<Cell>> rows;
 };
 
+/// One line of a plot in the report: y against x for one method/layer pair. Curves of one evaluator with the
+/// same `name` are drawn in one plot, one line per method/layer.
+struct GALVANI_API Curve {
+  std::string method;
+  std::string layer;
+  std::string name;      ///< the plot, e.g. "MoRF" or "randomisation: spearman"
+  std::string x_label, y_label;
+  std::vector<double> x, y;
+};
+
 struct GALVANI_API Evaluation {
   std::vector<Metric> metrics;
   std::vector<Table> tables;
+  std::vector<Curve> curves;
 };
 
 /// A configured evaluator: constructed once per `[[evaluators]]` entry from its Options, then `evaluate` is

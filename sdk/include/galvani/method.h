@@ -68,6 +68,10 @@ class GALVANI_API MethodContext {
   virtual std::int64_t offset() const = 0;
   /// The shared pass declared in MethodNeeds (throws if the method did not declare it).
   virtual const PathPass& pass() const = 0;
+  /// A method whose own forwards computed F(x) and F(x′) for this shard (objective applied, [B], with the
+  /// configured baselines) hands them over here, so that the host does not run two forwards of its own for the
+  /// run's F(x), F(x′). Optional; the default ignores them.
+  virtual void provide_outputs(const torch::Tensor& f_input, const torch::Tensor& f_baseline) const;
 };
 
 /// A configured attribution method. Constructed once per `[[methods]]` entry from its Options (the factory

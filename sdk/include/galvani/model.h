@@ -124,6 +124,12 @@ class GALVANI_API Model {
   /// throws ModelError.
   virtual std::shared_ptr<const OpTappedForward> op_tapped(const std::vector<std::string>& layers,
                                                            const std::vector<std::size_t>& sites) const;
+  /// A copy of the model whose parameters in the modules `modules` (module paths as in LayerInfo::module, each
+  /// with its submodules; "" is the whole model) are redrawn at random, for parameter-randomisation sanity
+  /// checks: every parameter tensor gets fresh N(μ, σ²) values with the mean and standard deviation of the
+  /// original tensor (σ of a one-element tensor: |value|). Buffers (batch-norm statistics) are kept. The same
+  /// seed gives the same parameters. The original model is not changed. The default throws ModelError.
+  virtual std::shared_ptr<Model> randomized(const std::vector<std::string>& modules, std::uint64_t seed) const;
   /// Looks a layer up by name; throws ModelError with suggestions when it does not exist.
   LayerInfo layer(const std::string& name) const;
 };
