@@ -134,6 +134,7 @@ void group_methods(Plan& plan) {
       it = plan.groups.end() - 1;
     }
     it->tangents |= m.needs.tangents;
+    it->input_grads |= m.needs.input_grads;
     it->layers = merge_layers(it->layers, m.config.layers);
     it->methods.push_back(i);
   }
@@ -170,7 +171,8 @@ std::string Plan::describe() const {
     const std::int64_t grid = g.path ? static_cast<std::int64_t>(g.path->quadrature(g.steps).alphas.size()) + 2 : 2;
     const std::int64_t chunk = g.internal_batch > 0 ? g.internal_batch : default_internal_batch(inputs[0].numel());
     out << "\n  ~" << grid << " points per input, " << chunk << " points per forward+backward"
-        << (g.tangents ? ", with tangents (JVP)" : "") << "\n  methods:";
+        << (g.tangents ? ", with tangents (JVP)" : "") << (g.input_grads ? ", with input gradients" : "")
+        << "\n  methods:";
     for (auto i : g.methods) out << " " << methods[i].config.name;
     // Layer data held per shard: act, grad (and tangent) for every grid point.
     double bytes = 0;
@@ -292,7 +294,7 @@ Plan make_plan(const RunConfig& config, PluginHost& host) {
     pm.method = call_plugin(method_c.plugin, [&] { return std::shared_ptr<Method>(method_c.method(mc.options)); });
     mc.options.check_all_used();
     pm.needs = call_plugin(pm.plugin, [&] { return pm.method->needs(); });
-    if (pm.needs.tangents) pm.needs.path = true;
+    if (pm.needs.tangents || pm.needs.input_grads) pm.needs.path = true;
     if (pm.method->needs_layers() && mc.layers.empty())
       throw ConfigError(mc.options.key_path("layers") + ": method '" + mc.name +
                         "' needs at least one layer (`galvani layers " + config.model.path + "` lists them)");
@@ -360,6 +362,7 @@ RunResult run_methods(const Plan& plan, const ProgressFn& progress) {
       spec.path = g.path.get();
       spec.steps = g.steps;
       spec.tangents = g.tangents;
+      spec.input_grads = g.input_grads;
       spec.internal_batch = g.internal_batch;
       spec.double_accumulate = plan.config.run.precision == "double";
       const PathPass pass = compute_path_pass(*plan.model, spec, x, xb, tg, plan.objective);
@@ -471,7 +474,7 @@ RunResult run_methods(const Plan& plan, const ProgressFn& progress) {
 RunResult execute(Plan& plan, const ProgressFn& progress) {
   RunResult result = run_methods(plan, progress);
   // Evaluators may run a method again on another model (parameter randomisation): a plan with that method only.
-  const auto rerun = [&plan](const std::string& method, std::shared_ptr<Model> model) {
+  const auto rerun = [&plan](const std::string& method, std::shared_ptr<Model> model, std::int64_t count) {
     auto it = std::find_if(plan.methods.begin(), plan.methods.end(),
                            [&](const PlannedMethod& m) { return m.config.name == method; });
     if (it == plan.methods.end()) throw ConfigError("no method named '" + method + "' in this run");
@@ -480,6 +483,11 @@ RunResult execute(Plan& plan, const ProgressFn& progress) {
     sub.model = std::move(model);
     sub.methods = {*it};
     sub.evaluators.clear();
+    if (count > 0 && count < plan.inputs.size(0)) {
+      sub.inputs = plan.inputs.narrow(0, 0, count);
+      sub.baselines = plan.baselines.narrow(0, 0, count);
+      sub.targets = plan.targets.narrow(0, 0, count);
+    }
     group_methods(sub);
     return run_methods(sub, {}).results;
   };

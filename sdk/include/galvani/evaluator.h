@@ -34,10 +34,12 @@ struct GALVANI_API EvaluationInput {
   torch::Tensor f_input, f_baseline;         ///< [N]
   Objective objective;
   std::vector<MethodResult> results;
-  /// Runs one of the run's methods again, as the run did (same options, shards and threads), over all inputs
-  /// but on another model with the same layers (e.g. Model::randomized): its results, one per layer. Throws
-  /// ConfigError for a method name that is not in the run.
-  std::function<std::vector<MethodResult>(const std::string& method, std::shared_ptr<Model> model)> rerun;
+  /// Runs one of the run's methods again, as the run did (same options, shards and threads), on another model
+  /// with the same layers (e.g. Model::randomized), over the run's first `count` inputs (all when count ≤ 0):
+  /// its results, one per layer, `values` [count, ...]. Throws ConfigError for a method not in the run.
+  std::function<std::vector<MethodResult>(const std::string& method, std::shared_ptr<Model> model,
+                                          std::int64_t count)>
+      rerun;
 };
 
 /// A named number, for one method/layer pair (either may be empty for run-wide metrics).

@@ -22,6 +22,7 @@ struct GALVANI_API MethodNeeds {
   bool path = false;         ///< activations and gradients along the configured path
   bool endpoints = false;    ///< activations and gradients at α = 0 and α = 1 only
   bool tangents = false;     ///< dy/dα along the path (implies path)
+  bool input_grads = false;  ///< ∂F/∂x along the path (implies path), for input-space methods
 };
 
 /// Where an attribution lives.

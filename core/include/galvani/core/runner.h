@@ -33,6 +33,7 @@ struct PassGroup {
   int steps = 0;
   std::int64_t internal_batch = 0;
   bool tangents = false;
+  bool input_grads = false;
   std::vector<std::string> layers;
   std::vector<std::size_t> methods; ///< indices into Plan::methods
 };
