@@ -70,14 +70,15 @@ class ShardContext : public MethodContext {
     return *pass_;
   }
   void provide_outputs(const torch::Tensor& f_input, const torch::Tensor& f_baseline) const override {
-    if (!f_input_ || f_input_->defined()) return;  // the first provider wins
+    if (!f_input_) return;
     const auto b = inputs_.size(0);
     for (const auto* t : {&f_input, &f_baseline})
-      if (!t->defined() || t->dim() != 1 || t->size(0) != b)
+      if (t->defined() && (t->dim() != 1 || t->size(0) != b))
         throw PluginError(m_.plugin, "method '" + m_.config.name + "' provided F(x), F(x') that are not [" +
                                          std::to_string(b) + "] tensors");
-    *f_input_ = f_input.detach();
-    *f_baseline_ = f_baseline.detach();
+    // The first provider of each wins.
+    if (f_input.defined() && !f_input_->defined()) *f_input_ = f_input.detach();
+    if (f_baseline.defined() && !f_baseline_->defined()) *f_baseline_ = f_baseline.detach();
   }
 
  private:
@@ -388,11 +389,11 @@ RunResult run_methods(const Plan& plan, const ProgressFn& progress) {
       o.per_method[i] = call_plugin(m.plugin, [&] { return m.method->attribute(ctx, m.config.layers); });
       o.timings["method " + m.config.name] += seconds_since(t0);
     }
-    if (!o.f_input.defined()) {  // no pass or method computed them
+    if (!o.f_input.defined() || !o.f_baseline.defined()) {  // what no pass or method computed
       torch::NoGradGuard ng;
       auto t0 = Clock::now();
-      o.f_input = plan.objective(plan.model->forward(x), tg);
-      o.f_baseline = plan.objective(plan.model->forward(xb), tg);
+      if (!o.f_input.defined()) o.f_input = plan.objective(plan.model->forward(x), tg);
+      if (!o.f_baseline.defined()) o.f_baseline = plan.objective(plan.model->forward(xb), tg);
       o.timings["F(x), F(x')"] += seconds_since(t0);
     }
     for (std::size_t i = 0; i < plan.methods.size(); ++i)

@@ -376,6 +376,7 @@ class DeepLift : public Method {
 
     std::vector<std::vector<torch::Tensor>> values(layers.size() + (input_ ? 1 : 0)), deltas(values.size());
     std::vector<bool> unused(values.size(), false);
+    std::vector<torch::Tensor> f_pairs;  // [2, chunk]: F(x) and F(x') of every chunk
     for (std::int64_t start = 0; start < n; start += chunk_inputs) {
       const auto len = std::min(chunk_inputs, n - start);
       const auto xi = x.narrow(0, start, len).repeat_interleave(r, 0);
@@ -383,7 +384,11 @@ class DeepLift : public Method {
       times[0] = len;
       const auto xr = refs.defined() ? refs.repeat(times) : ctx.baselines().narrow(0, start, len);
       const auto targets = ctx.targets().narrow(0, start, len).repeat_interleave(r, 0);
-      run_chunk(ctx, sites, plan, *forward, xi, xr, targets, r, values, deltas, unused);
+      run_chunk(ctx, sites, plan, *forward, xi, xr, targets, r, values, deltas, unused, f_pairs);
+    }
+    if (!refs.defined()) {  // the paired forwards ran on the configured baselines: the host need not run them
+      const auto f = torch::cat(f_pairs, 1);
+      ctx.provide_outputs(f[0], f[1]);
     }
 
     std::vector<Attribution> out;
@@ -472,7 +477,8 @@ class DeepLift : public Method {
   void run_chunk(const MethodContext& ctx, const std::vector<OpSite>& sites, const SitePlan& plan,
                  const OpTappedForward& forward, const torch::Tensor& xi, const torch::Tensor& xr,
                  const torch::Tensor& targets, std::int64_t r, std::vector<std::vector<torch::Tensor>>& values,
-                 std::vector<std::vector<torch::Tensor>>& deltas, std::vector<bool>& unused) const {
+                 std::vector<std::vector<torch::Tensor>>& deltas, std::vector<bool>& unused,
+                 std::vector<torch::Tensor>& f_pairs) const {
     const auto pairs = xi.size(0);
     torch::AutoGradMode grad_mode(true);
     const auto batch = torch::cat({xi, xr}).detach().requires_grad_(true);
@@ -523,6 +529,7 @@ class DeepLift : public Method {
     const auto output = forward.forward(batch, taps::capture(captured), op_tap);
     const auto f = ctx.objective()(output, torch::cat({targets, targets}));
     const auto fi = f.narrow(0, 0, pairs), fr = f.narrow(0, pairs, pairs);
+    f_pairs.push_back(f.detach().view({2, pairs}));
     std::vector<torch::Tensor> wrt(captured.begin(), captured.end());
     if (input_) wrt.push_back(batch);
     const auto grads = torch::autograd::grad({fi.sum()}, wrt, {}, /*retain_graph=*/false, /*create_graph=*/false,

@@ -83,6 +83,58 @@ Tensor tracked(Tensor fresh) {
   return fresh;
 }
 
+// Every ReLU of the graph (module calls and functional relu alike) as taps: an op-tapped forward seen through the
+// TappedForward interface, tap index = position in `sites`.
+class ReluSitesForward : public TappedForward {
+ public:
+  ReluSitesForward(std::vector<std::string> names, std::shared_ptr<const OpTappedForward> forward)
+      : names_(std::move(names)), forward_(std::move(forward)) {
+    const auto& sites = forward_->sites();
+    for (std::size_t i = 0; i < sites.size(); ++i) index_[sites[i]] = i;
+  }
+  const std::vector<std::string>& layers() const override { return names_; }
+  Tensor forward(const Tensor& input, const TapFn& tap) const override {
+    const TapFn no_layer_taps = [](std::size_t, const Tensor& y) { return y; };
+    return forward_->forward(input, no_layer_taps, [&](std::size_t site, const Tensor& y, const std::vector<Tensor>&) {
+      return tap(index_.at(site), y);
+    });
+  }
+
+ private:
+  std::vector<std::string> names_;
+  std::shared_ptr<const OpTappedForward> forward_;
+  std::map<std::size_t, std::size_t> index_;
+};
+
+// The ReLU op sites of a model, named like layers: the module path of a ReLU module's call (`layer1.0.relu`,
+// `#k` per call when it is called several times), and `<module>:relu` for a functional relu inside a module's
+// forward (`:relu` at the root; also `#k` when one forward calls it several times). Empty when the backend
+// lists no operations.
+std::pair<std::vector<std::string>, std::vector<std::size_t>> relu_sites(const Model& model) {
+  std::vector<OpSite> ops;
+  try {
+    ops = model.operations();
+  } catch (const ModelError&) {
+    return {};
+  }
+  std::map<std::string, std::string> module_types;
+  for (const auto& l : model.layers()) module_types[l.module] = l.type;
+  std::vector<std::string> names;
+  std::vector<std::size_t> sites;
+  for (std::size_t i = 0; i < ops.size(); ++i) {
+    if (ops[i].op != "aten::relu") continue;
+    const auto it = module_types.find(ops[i].location);
+    const bool module_call = it != module_types.end() && it->second == "ReLU";
+    names.push_back(module_call ? ops[i].location : ops[i].location + ":relu");
+    sites.push_back(i);
+  }
+  std::map<std::string, int> calls, seen;
+  for (const auto& n : names) ++calls[n];
+  for (auto& n : names)
+    if (calls[n] > 1) n += "#" + std::to_string(seen[n]++);
+  return {names, sites};
+}
+
 // One shard: the model at x with every tapped layer's activation and its gradient.
 struct Shard {
   const MethodContext& ctx;
@@ -107,6 +159,7 @@ Shard original_pass(const MethodContext& ctx, const TappedForward& tapped) {
     return captured[i].clone();  // held for the gradient: nothing downstream may write into it
   });
   const auto f = ctx.objective()(out, s.targets);
+  ctx.provide_outputs(f.detach(), {});  // F(x) of the unrestricted model: the host need not run it again
   auto grads = torch::autograd::grad({f.sum()}, captured, {}, /*retain_graph=*/false, /*create_graph=*/false,
                                      /*allow_unused=*/true);
   for (std::size_t i = 0; i < captured.size(); ++i) {
@@ -375,12 +428,21 @@ class PathwayGradient : public Method {
     std::lock_guard<std::mutex> lock(prepared_mutex_);
     auto& entry = prepared_[{&model, given}];
     if (!entry.second) {
+      if (given.empty()) {
+        auto [names, sites] = relu_sites(model);
+        if (!names.empty()) {
+          entry.first = names;
+          entry.second = std::make_shared<ReluSitesForward>(std::move(names), model.op_tapped({}, sites));
+          return entry;
+        }
+      }
       entry.first = given.empty() ? relu_call_sites(model) : given;
       entry.second = model.tapped(entry.first);
     }
     return entry;
   }
 
+  // Backends without op listing: the ReLU modules' call sites.
   static std::vector<std::string> relu_call_sites(const Model& model) {
     std::vector<std::string> names;
     for (const auto& l : model.layers())

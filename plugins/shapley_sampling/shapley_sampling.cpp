@@ -382,6 +382,7 @@ class ShapleySampling : public Method {
       ref = captured.at(0).narrow(0, batch, batch);
       f_input = f.narrow(0, 0, batch);
       f_baseline = f.narrow(0, batch, batch);
+      ctx.provide_outputs(f_input, f_baseline);
     } else {
       // Only the activation is needed: stop the forward at the layer.
       tapped->forward(x, [&](std::size_t, const torch::Tensor& y) -> torch::Tensor {

@@ -446,3 +446,50 @@ TEST(PathwayGradient, ConfigErrorsNameTheOption) {
   expect_error("reduce = \"sum\"", "reduce = \"none\"");
   expect_error("sparsity = 1.5", "methods[0].sparsity");
 }
+
+// A functional relu in the root forward (no module) is a call site like a ReLU module: by default the pathway
+// covers both, named `:relu` and `relu2:relu`; contributions and the restricted gradient match a hand computation.
+TEST(PathwayGradient, FunctionalReluIsACallSite) {
+  torch::manual_seed(11);
+  const auto w1 = torch::randn({6, 12}, torch::kDouble), b1 = torch::randn({12}, torch::kDouble) * 0.5;
+  const auto w2 = torch::randn({12, 8}, torch::kDouble), b2 = torch::randn({8}, torch::kDouble) * 0.5;
+  const auto w3 = torch::randn({8, 3}, torch::kDouble);
+  torch::jit::Module root("__torch__.FunctionalRelu");
+  root.register_parameter("w1", w1, false);
+  root.register_parameter("b1", b1, false);
+  root.register_parameter("w2", w2, false);
+  root.register_parameter("b2", b2, false);
+  root.register_parameter("w3", w3, false);
+  torch::jit::Module relu2("__torch__.FunctionalRelu_relu2");
+  relu2.define("def forward(self, x):\n  return torch.relu(x)\n");
+  root.register_module("relu2", relu2);
+  root.define(
+      "def forward(self, x):\n  h = torch.relu(torch.matmul(x, self.w1) + self.b1)\n"
+      "  return torch.matmul(self.relu2.forward(torch.matmul(h, self.w2) + self.b2), self.w3)\n");
+  const auto path = galvani::testing::temp_dir() + "/functional_relu.pt";
+  root.save(path);
+
+  const auto x = mlp_inputs();
+  const auto r = run(path, x, pathway("contribution = \"mct\"\nsparsity = 0.6"));
+  const auto& res = r.get("pathway-gradient", "input");
+  ASSERT_TRUE(res.extras.count("mask.:relu"));
+  ASSERT_TRUE(res.extras.count("mask.relu2:relu"));
+  EXPECT_EQ(res.extras.at("sparsity").size(1), 2);
+
+  const auto t = r.plan.targets;
+  const auto z1 = torch::matmul(x, w1) + b1, a1 = torch::relu(z1);
+  const auto z2 = torch::matmul(a1, w2) + b2, a2 = torch::relu(z2);
+  const auto w3t = w3.t().index_select(0, t);                       // [B, 8]: ∂F/∂a2
+  const auto g1 = torch::matmul(w3t * (z2 > 0).to(torch::kDouble), w2.t());  // ∂F/∂a1
+  EXPECT_LT(max_abs(res.extras.at("contribution.:relu") - (a1 * g1).abs()), 1e-12);
+  EXPECT_LT(max_abs(res.extras.at("contribution.relu2:relu") - (a2 * w3t).abs()), 1e-12);
+
+  // Off-path neurons are constants: the gradient flows through on-path, active units only.
+  const auto m1 = res.extras.at("mask.:relu") * (z1 > 0).to(torch::kDouble);
+  const auto m2 = res.extras.at("mask.relu2:relu") * (z2 > 0).to(torch::kDouble);
+  const auto selected = (m1.sum() + m2.sum()).item<double>();
+  EXPECT_GT(selected, 0.0);
+  EXPECT_LT(selected, static_cast<double>(x.size(0) * 20));  // some units dropped
+  const auto expected = torch::matmul(torch::matmul(w3t * m2, w2.t()) * m1, w1.t());
+  EXPECT_LT(max_abs(res.values - expected), 1e-12);
+}

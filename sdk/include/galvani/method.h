@@ -70,8 +70,8 @@ class GALVANI_API MethodContext {
   /// The shared pass declared in MethodNeeds (throws if the method did not declare it).
   virtual const PathPass& pass() const = 0;
   /// A method whose own forwards computed F(x) and F(x′) for this shard (objective applied, [B], with the
-  /// configured baselines) hands them over here, so that the host does not run two forwards of its own for the
-  /// run's F(x), F(x′). Optional; the default ignores them.
+  /// configured baselines) hands them over here, so that the host does not run forwards of its own for the
+  /// run's F(x), F(x′). Either may be undefined (a method that only ran x). Optional; the default ignores them.
   virtual void provide_outputs(const torch::Tensor& f_input, const torch::Tensor& f_baseline) const;
 };
 
