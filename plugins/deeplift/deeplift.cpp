@@ -193,9 +193,14 @@ struct Multiply : public torch::autograd::Function<Multiply> {
 // The linear or convolution layer before a RevealCancel nonlinearity, with its weights split by sign.
 struct LinearPart {
   const OpSite* site = nullptr;
-  Tensor weight_pos, weight_neg;
-  Tensor input;        // a, both halves, in the autograd graph: the RevealCancel function's input
-  Tensor input_delta;  // Δa for the input rows
+  // With W = W⁺ + W⁻ and Δa = Δa⁺ + Δa⁻, the four sign-split products reduce to two: the positive part of
+  // the layer's output difference is Δz⁺ = Δa⁺W⁺ + Δa⁻W⁻ = (Δz + |Δa|·|W|)/2 and Δz⁻ = (Δz − |Δa|·|W|)/2,
+  // with Δz the layer's own output difference. One product with |W| instead of four (and two instead of four
+  // in the backward), which matters where dense layers run on a reference BLAS.
+  Tensor weight, weight_abs;
+  Tensor input;         // a, both halves, in the autograd graph: the RevealCancel function's input
+  Tensor input_delta;   // Δa for the input rows
+  Tensor output_delta;  // Δz = z(xᵢ) − z(xᵣ), the layer's output rows (the bias cancels)
 
   // The layer without bias, applied to `a` with weights `w`.
   Tensor apply(const Tensor& a, const Tensor& w) const {
@@ -245,10 +250,12 @@ struct RevealCancel : public torch::autograd::Function<RevealCancel> {
     const auto g = grads[0].narrow(0, 0, m_pos.size(0));
     const auto gp = g * m_pos, gn = g * m_neg;
     // Δaᵢ > 0: terms with wᵢⱼ > 0 are positive (m⁺), with wᵢⱼ < 0 negative (m⁻); Δaᵢ < 0 the other way round.
-    const auto up = part->transpose(gp, part->weight_pos, like) + part->transpose(gn, part->weight_neg, like);
-    const auto down = part->transpose(gn, part->weight_pos, like) + part->transpose(gp, part->weight_neg, like);
+    // up = gp·W⁺ᵀ + gn·W⁻ᵀ and down = gn·W⁺ᵀ + gp·W⁻ᵀ, from their sum (gp + gn)·Wᵀ and difference (gp − gn)·|W|ᵀ.
+    const auto sum = part->transpose(gp + gn, part->weight, like);
+    const auto difference = part->transpose(gp - gn, part->weight_abs, like);
     const auto& delta = part->input_delta;
-    auto ga = at::where(delta > 0, up, at::where(delta < 0, down, (up + down) * 0.5));
+    auto ga = at::where(delta > 0, (sum + difference) * 0.5,
+                        at::where(delta < 0, (sum - difference) * 0.5, sum * 0.5));
     ga = at::cat({ga, at::zeros_like(ga)});  // references: no gradient of F(x)
     return {ga, Tensor(), Tensor(), Tensor(), Tensor()};
   }
@@ -308,13 +315,67 @@ struct MaxPoolDelta : public torch::autograd::Function<MaxPoolDelta> {
     // Saved as pooled (1-d pools: already lifted to 2-d).
     const auto yi = ctx->saved_data["yi"].toTensor(), yr = ctx->saved_data["yr"].toTensor();
     const auto index_i = ctx->saved_data["index_i"].toTensor(), index_r = ctx->saved_data["index_r"].toTensor();
-    const auto g = pool.lift(grads[0].narrow(0, 0, xi.size(0)));
+    const auto g = pool.lift(grads[0].narrow(0, 0, xi.size(0))).contiguous();
+    const double eps = ctx->saved_data["eps"].toDouble();
+    if (xi.is_cpu() && xi.is_contiguous() && xr.is_contiguous())
+      return {fused_cpu(pool, g, pool.lift(xi), pool.lift(xr), yi.contiguous(), yr.contiguous(), index_i.contiguous(),
+                        index_r.contiguous(), eps),
+              Tensor(), Tensor(), Tensor(), Tensor()};
     const auto high = at::maximum(yi, yr);
     // The input's winners carry max(yᵢ, yᵣ) − yᵣ, the reference's winners yᵢ − max(yᵢ, yᵣ).
     const auto sent = pool.unpool(g * (high - yr), xi, index_i) + pool.unpool(g * (yi - high), xr, index_r);
     const auto gradient = pool.unpool(g, xi, index_i);
-    const auto m = ratio(sent, xi - xr, gradient, ctx->saved_data["eps"].toDouble());
+    const auto m = ratio(sent, xi - xr, gradient, eps);
     return {at::cat({m, at::zeros_like(m)}), Tensor(), Tensor(), Tensor(), Tensor()};
+  }
+
+  // The same multipliers in one pass per pooling plane (a channel of one row): the winners' shares and gradients
+  // are scattered into plane-sized scratch buffers, then divided by Δx. Inputs lifted to 2-d for 1-d pools;
+  // returns [mᵢ; 0] for the pair, lowered again.
+  static Tensor fused_cpu(const Pool& pool, const Tensor& g, const Tensor& xi, const Tensor& xr, const Tensor& yi,
+                          const Tensor& yr, const Tensor& index_i, const Tensor& index_r, double eps) {
+    const auto pairs = xi.size(0);
+    auto shape = xi.sizes().vec();
+    shape[0] = 2 * pairs;
+    auto out = at::empty(shape, xi.options());
+    out.narrow(0, pairs, pairs).zero_();
+    const int spatial = pool.dims();
+    std::int64_t in_plane = 1, out_plane = 1;
+    for (int d = 0; d < spatial; ++d) {
+      in_plane *= xi.size(xi.dim() - 1 - d);
+      out_plane *= g.size(g.dim() - 1 - d);
+    }
+    const auto planes = xi.numel() / in_plane;
+    AT_DISPATCH_FLOATING_TYPES(xi.scalar_type(), "deeplift_maxpool", [&] {
+      const scalar_t* pxi = xi.data_ptr<scalar_t>();
+      const scalar_t* pxr = xr.data_ptr<scalar_t>();
+      const scalar_t* pyi = yi.data_ptr<scalar_t>();
+      const scalar_t* pyr = yr.data_ptr<scalar_t>();
+      const scalar_t* pg = g.data_ptr<scalar_t>();
+      const std::int64_t* pii = index_i.data_ptr<std::int64_t>();
+      const std::int64_t* pir = index_r.data_ptr<std::int64_t>();
+      scalar_t* pm = out.data_ptr<scalar_t>();
+      const auto e = static_cast<scalar_t>(eps);
+      at::parallel_for(0, planes, 1, [&](std::int64_t begin, std::int64_t end) {
+        std::vector<scalar_t> sent(static_cast<std::size_t>(in_plane)), grad(static_cast<std::size_t>(in_plane));
+        for (auto p = begin; p < end; ++p) {
+          std::fill(sent.begin(), sent.end(), scalar_t(0));
+          std::fill(grad.begin(), grad.end(), scalar_t(0));
+          const auto o0 = p * out_plane, i0 = p * in_plane;
+          for (std::int64_t o = 0; o < out_plane; ++o) {
+            const scalar_t gi = pg[o0 + o], a = pyi[o0 + o], b = pyr[o0 + o], high = std::max(a, b);
+            sent[pii[o0 + o]] += gi * (high - b);
+            grad[pii[o0 + o]] += gi;
+            sent[pir[o0 + o]] += gi * (a - high);
+          }
+          for (std::int64_t k = 0; k < in_plane; ++k) {
+            const scalar_t dx = pxi[i0 + k] - pxr[i0 + k];
+            pm[i0 + k] = std::abs(dx) >= e ? sent[k] / dx : grad[k];
+          }
+        }
+      });
+    });
+    return pool.lower(out);
   }
 };
 
@@ -496,8 +557,9 @@ class DeepLift : public Method {
           const auto& w = args.at(a_index + 1).detach();
           LinearPart& part = parts[site];
           part.site = &s;
-          part.weight_pos = w.clamp_min(0);
-          part.weight_neg = w - part.weight_pos;
+          part.weight = w;
+          part.weight_abs = w.abs();
+          part.output_delta = (y.narrow(0, 0, pairs) - y.narrow(0, pairs, pairs)).detach();
           part.input = a;
           part.input_delta = (a.narrow(0, 0, pairs) - a.narrow(0, pairs, pairs)).detach();
           return y;
@@ -506,9 +568,8 @@ class DeepLift : public Method {
           const auto& part = parts.at(static_cast<std::size_t>(plan.partner[site]));
           const auto& in = args.at(0);
           const auto xref = in.narrow(0, pairs, pairs).detach();
-          const auto da_pos = part.input_delta.clamp_min(0), da_neg = part.input_delta - da_pos;
-          const auto dx_pos = part.apply(da_pos, part.weight_pos) + part.apply(da_neg, part.weight_neg);
-          const auto dx_neg = part.apply(da_pos, part.weight_neg) + part.apply(da_neg, part.weight_pos);
+          const auto spread = part.apply(part.input_delta.abs(), part.weight_abs);
+          const auto dx_pos = (part.output_delta + spread) * 0.5, dx_neg = (part.output_delta - spread) * 0.5;
           const auto f0 = apply(s, xref), fp = apply(s, xref + dx_pos), fn = apply(s, xref + dx_neg);
           const auto fb = apply(s, xref + dx_pos + dx_neg);
           const auto dy_pos = 0.5 * ((fp - f0) + (fb - fn));

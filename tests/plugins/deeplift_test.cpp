@@ -257,3 +257,29 @@ TEST(DeepLift, UnsupportedOpsAreNamedOrFallBackToTheGradient) {
 TEST(DeepLift, ProbabilityOutputIsRefused) {
   EXPECT_THROW(run(mlp(), mlp_inputs(), deeplift({"act1"}), "", "probability"), galvani::Error);
 }
+
+// Overlapping 1-d max-pool windows (kernel 3, stride 2): a position can win two windows, so the pool rule adds
+// the shares of both. Contributions still sum to the output difference, and match the rule written out by hand.
+TEST(DeepLift, OverlappingOneDimensionalPoolSumsToDelta) {
+  const auto model = save_script_model(
+      "pool1d",
+      {{"pool", "def forward(self, x):\n  return torch.max_pool1d(x, [3], [2])\n"},
+       {"fc", "def forward(self, x):\n  return torch.linear(x.flatten(1), torch.tensor([[0.7, -1.3, 0.4], "
+              "[0.2, 0.5, -0.9]]).double())\n"}},
+      "def forward(self, x):\n  return self.fc.forward(self.pool.forward(x))\n");
+  // The model has no parameters, so it runs in float32 (hence 1e-6). One channel of 7 values. Windows {0,1,2}, {2,3,4}, {4,5,6}.
+  const auto x = torch::tensor({0.1, 0.4, 2.0, 1.0, 0.3, -0.5, 0.2}, torch::kDouble).view({1, 1, 7});
+  const auto xr = torch::tensor({0.5, 0.0, 0.0, -1.0, 0.6, 0.0, 0.0}, torch::kDouble).view({1, 1, 7});
+  const auto r = run(model, x, deeplift({"pool"}, "input = true"), "target = \"0\"\nbaselines = \"" + save_temp_tensor(xr, "pool1d_ref.pt") + "\"");
+  EXPECT_LT(max_abs(r.get("deeplift", "input").delta), 1e-6);
+  EXPECT_LT(max_abs(r.get("deeplift", "pool").delta), 1e-6);
+  // Target 0: pooled y = (2.0, 2.0, 0.3), y′ = (0.5, 0.6, 0.6); F = 0.7·y₀ − 1.3·y₁ + 0.4·y₂, ΔF = −0.89.
+  // Per window, high = max(y, y′): x's winner gets high − y′, x′'s winner gets y − high.
+  // Window 0: x wins at 2 (2.0), x′ at 0 (0.5): position 2 gets 1.5, position 0 gets 0.
+  // Window 1: x wins at 2 (2.0), x′ at 4 (0.6): position 2 gets 1.4, position 4 gets 0.
+  // Window 2: x wins at 4 (0.3), x′ at 4 (0.6): high = 0.6, position 4 gets 0 + (0.3 − 0.6) = −0.3.
+  // Contribution at position k = Σ over windows of w_window · share; the multiplier is share / Δx there.
+  const auto c = r.get("deeplift", "input").values.view({7});
+  const double expected[7] = {0.0, 0.0, 0.7 * 1.5 + -1.3 * 1.4, 0.0, 0.4 * -0.3, 0.0, 0.0};
+  for (int k = 0; k < 7; ++k) EXPECT_NEAR(c[k].item<double>(), expected[k], 1e-6) << k;
+}
