@@ -37,16 +37,20 @@ std::string large_fixture(const std::string& file) {
 
 std::string temp_dir() {
   static std::atomic<int> counter{0};
-  static const fs::path root = [] {
+  // Removed when the process exits normally, by a static's destructor.
+  struct Root {
+    fs::path path;
+    ~Root() {
+      std::error_code ec;
+      fs::remove_all(path, ec);
+    }
+  };
+  static const Root root{[] {
     auto r = fs::temp_directory_path() / ("galvani-test-" + std::to_string(::getpid()));
     fs::create_directories(r);
-    std::atexit([] {
-      std::error_code ec;
-      fs::remove_all(fs::temp_directory_path() / ("galvani-test-" + std::to_string(::getpid())), ec);
-    });
     return r;
-  }();
-  auto d = root / std::to_string(counter++);
+  }()};
+  auto d = root.path / std::to_string(counter++);
   fs::create_directories(d);
   return d.string();
 }
