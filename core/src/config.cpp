@@ -94,6 +94,7 @@ RunConfig build(const OptionValue& root, const std::string& base_dir, const std:
       if (entry.kind != OptionValue::Kind::Table) throw ConfigError(where + ": expected a table");
       MethodConfig mc;
       mc.options = Options(where, entry.table);
+      mc.options.set_base_dir(base_dir);
       const Options& o = mc.options;
       mc.plugin = o.get_string("plugin", "");
       if (mc.plugin.empty()) throw ConfigError(where + ".plugin: required (the method to run, e.g. \"conductance\")");
@@ -121,6 +122,7 @@ RunConfig build(const OptionValue& root, const std::string& base_dir, const std:
       if (entry.kind != OptionValue::Kind::Table) throw ConfigError(where + ": expected a table");
       EvaluatorConfig ec;
       ec.options = Options(where, entry.table);
+      ec.options.set_base_dir(base_dir);
       ec.plugin = ec.options.get_string("plugin", "");
       if (ec.plugin.empty()) throw ConfigError(where + ".plugin: required");
       ec.name = ec.options.get_string("name", ec.plugin);

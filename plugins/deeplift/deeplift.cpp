@@ -638,7 +638,7 @@ GALVANI_PLUGIN("deeplift", "0.1.0", [](galvani::Registrar& r) {
                  const auto unsupported = o.get_choice("unsupported", "error", {"error", "gradient"});
                  const bool input = o.get_bool("input", false);
                  const double eps = o.get_double_in("eps", 1e-7, 0.0, 1.0);
-                 const auto references_file = o.get_string("references", "");
+                 const auto references_file = o.get_path("references", "");
                  torch::Tensor references;
                  if (!references_file.empty()) {
                    references = galvani::load_tensor(references_file);

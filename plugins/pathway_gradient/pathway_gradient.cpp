@@ -520,7 +520,7 @@ std::unique_ptr<Method> make(const Options& o) {
   s.off_path_zero = o.get_choice("off_path", "constant", {"constant", "zero"}) == "zero";
   s.reduce = o.get_choice("reduce", "none", {"none", "sum", "max-abs"});
   s.prune_rounds = static_cast<int>(o.get_int_in("prune_rounds", 10, 1, 1 << 24));
-  s.attributions = o.get_string("attributions", "");
+  s.attributions = o.get_path("attributions", "");
   const bool uses_attributions =
       s.kind == Kind::Attributions || std::count(s.compare.begin(), s.compare.end(), Kind::Attributions) > 0;
   if (uses_attributions && s.attributions.empty())

@@ -442,7 +442,7 @@ std::unique_ptr<Method> make(const Options& o) {
   // `unit` is also read by the host, which sums [B, *layer shape] values into units; here it decides who the
   // players are, so filter and layer values come back per unit already ([B, C], [B, 1]).
   const auto unit = o.get_choice("unit", "neuron", {"neuron", "filter", "layer"});
-  s.groups_path = o.get_string("groups", "");
+  s.groups_path = o.get_path("groups", "");
   if (!s.groups_path.empty()) {
     if (o.has("unit"))
       throw ConfigError(o.key_path("groups") + ": give either unit or groups (each group is one player), not both");

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <sstream>
 
 namespace galvani {
@@ -213,9 +214,19 @@ std::optional<OptionValue> Options::get_raw(const std::string& key) const {
   return it->second;
 }
 
+std::string Options::get_path(const std::string& key, const std::string& fallback) const {
+  const auto value = get_string(key, fallback);
+  if (value.empty() || base_dir_.empty()) return value;
+  const std::filesystem::path p(value);
+  return p.is_absolute() ? value : (std::filesystem::path(base_dir_) / p).lexically_normal().string();
+}
+
+void Options::set_base_dir(std::string dir) { base_dir_ = std::move(dir); }
+
 Options Options::table(const std::string& key) const {
   const OptionValue* v = find(key, OptionValue::Kind::Table);
   Options sub(key_path(key), v ? v->table : std::map<std::string, OptionValue>{});
+  sub.base_dir_ = base_dir_;
   children_->push_back(sub);
   return sub;
 }

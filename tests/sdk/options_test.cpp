@@ -62,3 +62,18 @@ TEST(Options, ChoicesAndRanges) {
   EXPECT_THROW(o.get_int_in("steps", 1, 1, 10), ConfigError);
   EXPECT_EQ(o.get_int_in("steps", 1, 1, 100), 20);
 }
+
+TEST(Options, PathsResolveAgainstTheConfigFolder) {
+  Options o("evaluators[0]", {{"labels", OptionValue::string("data/labels.pt")},
+                              {"abs", OptionValue::string("/tmp/x.pt")},
+                              {"up", OptionValue::string("../y.pt")},
+                              {"sub", OptionValue::dict({{"file", OptionValue::string("z.pt")}})}});
+  EXPECT_EQ(o.get_path("labels", ""), "data/labels.pt");  // no base folder set: as written
+  o.set_base_dir("/work/configs");
+  EXPECT_EQ(o.get_path("labels", ""), "/work/configs/data/labels.pt");
+  EXPECT_EQ(o.get_path("abs", ""), "/tmp/x.pt");
+  EXPECT_EQ(o.get_path("up", ""), "/work/y.pt");
+  EXPECT_EQ(o.get_path("missing", ""), "");
+  EXPECT_EQ(o.table("sub").get_path("file", ""), "/work/configs/z.pt");
+  EXPECT_NO_THROW(o.check_all_used());
+}

@@ -64,6 +64,11 @@ class GALVANI_API Options {
   /// An array of strings; a single string is accepted as a one-element list.
   std::vector<std::string> get_strings(const std::string& key, const std::vector<std::string>& fallback) const;
   std::vector<std::int64_t> get_ints(const std::string& key, const std::vector<std::int64_t>& fallback) const;
+  /// A file or folder path: a relative one resolves against the config file's folder (like [model] and [data]
+  /// paths); empty stays empty.
+  std::string get_path(const std::string& key, const std::string& fallback) const;
+  /// The folder relative option paths resolve against (set by the host: the config file's folder).
+  void set_base_dir(std::string dir);
   /// The raw value (marks it used); nullopt when absent.
   std::optional<OptionValue> get_raw(const std::string& key) const;
   /// A sub-table as Options of its own (its keys are checked by `check_all_used` on this object too).
@@ -82,6 +87,7 @@ class GALVANI_API Options {
   [[noreturn]] void type_error(const std::string& key, const char* expected, const OptionValue& got) const;
 
   std::string path_;
+  std::string base_dir_;
   std::map<std::string, OptionValue> table_;
   std::shared_ptr<std::set<std::string>> used_;   // keys read
   std::shared_ptr<std::set<std::string>> known_;  // keys asked for, present or not: the valid ones
