@@ -1,5 +1,7 @@
 #include "test_support.h"
 
+#include <ftw.h>
+
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -37,12 +39,14 @@ std::string large_fixture(const std::string& file) {
 
 std::string temp_dir() {
   static std::atomic<int> counter{0};
-  // Removed when the process exits normally, by a static's destructor.
+  // Removed when the process exits normally, by a static's destructor, with POSIX calls: linked against
+  // PyTorch's libtorch 2.11 (CUDA machine), std::filesystem::remove_all crashed here at exit.
   struct Root {
     fs::path path;
     ~Root() {
-      std::error_code ec;
-      fs::remove_all(path, ec);
+      ::nftw(
+          path.c_str(), [](const char* p, const struct stat*, int, struct FTW*) { return ::remove(p); }, 16,
+          FTW_DEPTH | FTW_PHYS);
     }
   };
   static const Root root{[] {
