@@ -170,7 +170,7 @@ std::string Plan::describe() const {
     out << "shared pass [" << g.key << "] over layers";
     for (const auto& l : g.layers) out << " " << l;
     const std::int64_t grid = g.path ? static_cast<std::int64_t>(g.path->quadrature(g.steps).alphas.size()) + 2 : 2;
-    const std::int64_t chunk = g.internal_batch > 0 ? g.internal_batch : default_internal_batch(inputs[0].numel());
+    const std::int64_t chunk = g.internal_batch > 0 ? g.internal_batch : default_internal_batch(inputs[0].numel(), inputs.device());
     out << "\n  ~" << grid << " points per input, " << chunk << " points per forward+backward"
         << (g.tangents ? ", with tangents (JVP)" : "") << (g.input_grads ? ", with input gradients" : "")
         << "\n  methods:";
@@ -319,11 +319,14 @@ Plan make_plan(const RunConfig& config, PluginHost& host) {
   const int cores = std::max(1u, std::thread::hardware_concurrency());
   const int threads = config.run.threads > 0 ? config.run.threads : cores;
   const auto n = plan.inputs.size(0);
+  // CPU: a shard per thread, at most 16 inputs; CUDA (one shard at a time): larger shards keep the device busy.
+  const bool cuda = plan.model->device().is_cuda();
   plan.shard_size = config.run.shard_size > 0 ? config.run.shard_size
+                    : cuda                    ? std::min<std::int64_t>(n, 64)
                                               : std::clamp<std::int64_t>((n + threads - 1) / threads, 1, 16);
   const auto shards = (n + plan.shard_size - 1) / plan.shard_size;
   plan.concurrency = static_cast<int>(std::min<std::int64_t>(threads, shards));
-  if (plan.model->device().is_cuda()) plan.concurrency = 1;  // one stream; kernels already use the device
+  if (cuda) plan.concurrency = 1;  // one stream; kernels already use the device
   plan.intra_threads = std::max(1, threads / plan.concurrency);
   return plan;
 }

@@ -81,7 +81,7 @@ class Conductance : public Method {
     const int64_t n_alpha = static_cast<int64_t>(quad.alphas.size());
     const auto points = ctx.path().points(x, baseline, quad.alphas);  // [K·B, ...], α-major
     const int64_t total = n_alpha * batch * n_units;                   // (point, unit) pairs
-    const int64_t chunk = ctx.internal_batch() > 0 ? ctx.internal_batch() : default_internal_batch(x[0].numel());
+    const int64_t chunk = ctx.internal_batch() > 0 ? ctx.internal_batch() : default_internal_batch(x[0].numel(), x.device());
     const auto acc_dtype = ctx.double_precision() ? torch::kDouble : x.scalar_type();
 
     // Unit selection mask per unit: [U, layer_numel].

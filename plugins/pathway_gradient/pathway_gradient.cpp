@@ -146,7 +146,7 @@ struct Shard {
   std::size_t layers() const { return act.size(); }
   int64_t batch() const { return x.size(0); }
   int64_t chunk() const {
-    return ctx.internal_batch() > 0 ? ctx.internal_batch() : default_internal_batch(x[0].numel());
+    return ctx.internal_batch() > 0 ? ctx.internal_batch() : default_internal_batch(x[0].numel(), x.device());
   }
 };
 

@@ -92,6 +92,12 @@ std::int64_t default_internal_batch(std::int64_t sample_numel) {
   return std::clamp<std::int64_t>(target_elements / std::max<std::int64_t>(sample_numel, 1), 4, 32);
 }
 
+std::int64_t default_internal_batch(std::int64_t sample_numel, const torch::Device& device) {
+  if (!device.is_cuda()) return default_internal_batch(sample_numel);
+  const std::int64_t target_elements = std::int64_t{1} << 24;
+  return std::clamp<std::int64_t>(target_elements / std::max<std::int64_t>(sample_numel, 1), 4, 1024);
+}
+
 PathPass compute_path_pass(const Model& model, const PathPassSpec& spec, const torch::Tensor& inputs,
                            const torch::Tensor& baselines, const torch::Tensor& targets, const Objective& objective) {
   if (inputs.dim() < 1 || inputs.size(0) == 0) throw ShapeError("a pass needs at least one input");
@@ -127,7 +133,7 @@ PathPass compute_path_pass(const Model& model, const PathPassSpec& spec, const t
   auto tapped = model.tapped(spec.layers);
   const std::size_t n_layers = spec.layers.size();
   const int64_t chunk = spec.internal_batch > 0 ? spec.internal_batch
-                                                : default_internal_batch(inputs[0].numel());
+                                                : default_internal_batch(inputs[0].numel(), inputs.device());
   const auto store_dtype = spec.double_accumulate ? torch::kDouble : inputs.scalar_type();
   std::optional<DualLevel> dual;
   if (spec.tangents) dual.emplace();

@@ -59,5 +59,8 @@ GALVANI_API PathPass compute_path_pass(const Model& model, const PathPassSpec& s
 
 /// The default number of grid points per chunk for a model, chosen by measurement (docs/benchmarks.md).
 GALVANI_API std::int64_t default_internal_batch(std::int64_t sample_numel);
+/// The same for a device: on CUDA, chunks of up to 2^24 values (at most 1024 points), enough rows per kernel to
+/// fill the device; on the CPU the measured default above.
+GALVANI_API std::int64_t default_internal_batch(std::int64_t sample_numel, const torch::Device& device);
 
 }  // namespace galvani
