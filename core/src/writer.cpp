@@ -161,7 +161,11 @@ void write_results(const Plan& plan, const RunResult& result, const std::string&
       write_table(t, file);
       tables.push_back(fs::relative(file, dir).string());
     }
-    evaluations[name] = {{"metrics", metrics}, {"tables", tables}};
+    json curves = json::array();
+    for (const auto& c : ev.curves)
+      curves.push_back({{"method", c.method}, {"layer", c.layer}, {"name", c.name}, {"x_label", c.x_label},
+                        {"y_label", c.y_label}, {"x", c.x}, {"y", c.y}});
+    evaluations[name] = {{"metrics", metrics}, {"tables", tables}, {"curves", curves}};
   }
   summary["evaluations"] = evaluations;
   json timings = json::object();
@@ -169,6 +173,7 @@ void write_results(const Plan& plan, const RunResult& result, const std::string&
   for (const auto& [k, v] : result.timings) timings[k] = v;
   summary["timings_seconds"] = timings;
   write_file_atomic((fs::path(dir) / "summary.json").string(), summary.dump(2) + "\n");
+  write_report(plan, result, dir);
 }
 
 }  // namespace galvani::core

@@ -81,9 +81,14 @@ using ProgressFn = std::function<void(const std::string& stage, std::size_t done
 /// then the evaluators. Errors in plugin code come out as PluginError naming the plugin.
 RunResult execute(Plan& plan, const ProgressFn& progress = {});
 
-/// Writes attributions/<method>/<layer>.pt, scores/<layer>.csv, tables/<evaluator>/<table>.csv and
-/// summary.json into `dir`, each file atomically.
+/// Writes attributions/<method>/<layer>.pt, scores/<layer>.csv, tables/<evaluator>/<table>.csv,
+/// summary.json and the report (report.md, report.html, plots/) into `dir`, each file atomically.
 void write_results(const Plan& plan, const RunResult& result, const std::string& dir);
+
+/// Writes report.md (figures under plots/) and a self-contained report.html: the run, completeness deltas,
+/// one table per evaluator (method × layer rows, metric columns) with its curves as line plots, heatmaps of
+/// image-shaped input attributions over the first `heatmap_inputs` inputs, timings and notes.
+void write_report(const Plan& plan, const RunResult& result, const std::string& dir, int heatmap_inputs = 8);
 
 /// Runs `fn`, turning any exception other than a Galvani error into PluginError naming `plugin`,
 /// and Galvani errors into PluginError too so the message names where it came from.

@@ -1,0 +1,32 @@
+// PNG figures for the report, drawn with cairo: line plots of evaluator curves and heatmap grids of
+// input-space attributions. Each function returns the PNG file's bytes (empty when built without cairo).
+#pragma once
+
+#include <torch/types.h>
+
+#include <string>
+#include <vector>
+
+namespace galvani::core {
+
+/// One line of a plot.
+struct Series {
+  std::string label;
+  std::vector<double> x, y;
+};
+
+/// Whether this build can draw (cairo was found).
+bool can_plot();
+
+/// A line plot, 720×440 pixels: axes with ticks, one coloured line per series, a legend. Non-finite points are
+/// left out (a series with none left is listed as "(no finite values)").
+std::string line_plot_png(const std::string& title, const std::string& x_label, const std::string& y_label,
+                          const std::vector<Series>& series);
+
+/// A grid: the first row shows `images` ([n, C, H, W], greyscale of the channel mean, scaled to [0, 1] per
+/// image), each further row one map ([n, H, W]) on a blue–white–red scale symmetric around 0, normalised per
+/// cell by its largest |value|. `row_labels` names the rows after the first. Cells are `cell` pixels square.
+std::string heatmap_grid_png(const torch::Tensor& images, const std::vector<torch::Tensor>& maps,
+                             const std::vector<std::string>& row_labels, int cell = 84);
+
+}  // namespace galvani::core

@@ -1,0 +1,250 @@
+// The comparison report: report.md (figures as files under plots/) and a self-contained report.html (figures
+// embedded), from a run's results and evaluations. Every file is written atomically.
+#include <ctime>
+#include <filesystem>
+#include <iomanip>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "galvani/core/runner.h"
+#include "galvani/tensor_io.h"
+#include "plot.h"
+
+namespace fs = std::filesystem;
+
+namespace galvani::core {
+namespace {
+
+std::string fmt(double v) {
+  if (std::isnan(v)) return "–";
+  std::ostringstream out;
+  out << std::setprecision(4) << v;
+  return out.str();
+}
+
+std::string base64(const std::string& bytes) {
+  static const char* kAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve((bytes.size() + 2) / 3 * 4);
+  for (std::size_t i = 0; i < bytes.size(); i += 3) {
+    std::uint32_t v = static_cast<unsigned char>(bytes[i]) << 16;
+    if (i + 1 < bytes.size()) v |= static_cast<unsigned char>(bytes[i + 1]) << 8;
+    if (i + 2 < bytes.size()) v |= static_cast<unsigned char>(bytes[i + 2]);
+    out += kAlphabet[(v >> 18) & 63];
+    out += kAlphabet[(v >> 12) & 63];
+    out += i + 1 < bytes.size() ? kAlphabet[(v >> 6) & 63] : '=';
+    out += i + 2 < bytes.size() ? kAlphabet[v & 63] : '=';
+  }
+  return out;
+}
+
+std::string html_escape(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    switch (c) {
+      case '&': out += "&amp;"; break;
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '"': out += "&quot;"; break;
+      default: out += c;
+    }
+  }
+  return out;
+}
+
+std::string file_name(std::string s) {
+  for (char& c : s)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '.') c = '_';
+  return s;
+}
+
+// A document written twice: markdown and HTML.
+class Doc {
+ public:
+  void heading(const std::string& text, int level) {
+    md_ << std::string(static_cast<std::size_t>(level), '#') << " " << text << "\n\n";
+    html_ << "<h" << level << ">" << html_escape(text) << "</h" << level << ">\n";
+  }
+  void paragraph(const std::string& text) {
+    md_ << text << "\n\n";
+    html_ << "<p>" << html_escape(text) << "</p>\n";
+  }
+  void table(const std::vector<std::string>& columns, const std::vector<std::vector<std::string>>& rows) {
+    md_ << "|";
+    for (const auto& c : columns) md_ << " " << c << " |";
+    md_ << "\n|";
+    for (std::size_t i = 0; i < columns.size(); ++i) md_ << (i < 2 ? "---|" : "---:|");
+    md_ << "\n";
+    html_ << "<table><tr>";
+    for (const auto& c : columns) html_ << "<th>" << html_escape(c) << "</th>";
+    html_ << "</tr>\n";
+    for (const auto& r : rows) {
+      md_ << "|";
+      html_ << "<tr>";
+      for (const auto& cell : r) {
+        md_ << " " << cell << " |";
+        html_ << "<td>" << html_escape(cell) << "</td>";
+      }
+      md_ << "\n";
+      html_ << "</tr>\n";
+    }
+    md_ << "\n";
+    html_ << "</table>\n";
+  }
+  void figure(const std::string& png, const std::string& relative_file, const std::string& caption) {
+    md_ << "![" << caption << "](" << relative_file << ")\n\n";
+    html_ << "<figure><img alt=\"" << html_escape(caption) << "\" src=\"data:image/png;base64," << base64(png)
+          << "\"><figcaption>" << html_escape(caption) << "</figcaption></figure>\n";
+  }
+  std::string markdown() const { return md_.str(); }
+  std::string html(const std::string& title) const {
+    return "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>" + html_escape(title) +
+           "</title>\n<style>body{font-family:'DejaVu Sans',sans-serif;margin:2em;max-width:1200px}"
+           "table{border-collapse:collapse;margin-bottom:1.5em;font-size:13px}"
+           "th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}"
+           "th:first-child,td:first-child,th:nth-child(2),td:nth-child(2){text-align:left}"
+           "th{background:#f3f3f3}figure{margin:1em 0}img{max-width:100%}</style></head><body>\n" +
+           html_.str() + "</body></html>\n";
+  }
+
+ private:
+  std::ostringstream md_, html_;
+};
+
+// Image-shaped input attributions ([N, C, H, W] or [N, H, W] with 4-d inputs) as [N, H, W], channels summed.
+torch::Tensor image_map(const MethodResult& r, const torch::Tensor& inputs) {
+  if (r.space != Space::Input || inputs.dim() != 4) return {};
+  const auto& v = r.values;
+  if (v.dim() == 4 && v.sizes() == inputs.sizes()) return v.sum(1);
+  if (v.dim() == 3 && v.size(1) == inputs.size(2) && v.size(2) == inputs.size(3)) return v;
+  if (v.dim() == 4 && v.size(1) == 1 && v.size(2) == inputs.size(2) && v.size(3) == inputs.size(3)) return v.select(1, 0);
+  return {};
+}
+
+}  // namespace
+
+void write_report(const Plan& plan, const RunResult& result, const std::string& dir, int heatmap_inputs) {
+  Doc doc;
+  std::error_code ec;
+  const fs::path plots = fs::path(dir) / "plots";
+  fs::create_directories(plots, ec);
+  for (const auto& e : fs::directory_iterator(plots, ec))  // figures of an earlier run into the same folder
+    if (e.path().extension() == ".png") fs::remove(e.path(), ec);
+  const auto save_png = [&](const std::string& png, const std::string& name, const std::string& caption) {
+    if (png.empty()) return;
+    const auto file = plots / (file_name(name) + ".png");
+    write_file_atomic(file.string(), png);
+    doc.figure(png, "plots/" + file.filename().string(), caption);
+  };
+
+  doc.heading("Galvani comparison", 1);
+  const std::time_t now = std::time(nullptr);
+  char date[64];
+  std::strftime(date, sizeof date, "%Y-%m-%d %H:%M UTC", std::gmtime(&now));
+  std::ostringstream header;
+  header << "Model " << plan.config.model.path << " on " << plan.model->device() << "; " << plan.inputs.size(0)
+         << " inputs of shape " << shape_string(plan.inputs.sizes().slice(1)) << "; baselines "
+         << plan.config.data.baselines << "; target " << plan.config.data.target << "; F = "
+         << to_string(plan.objective.mode) << "; written " << date << ".";
+  doc.paragraph(header.str());
+  if (!can_plot()) doc.paragraph("This build has no cairo, so the report has no figures (summary.json has every number).");
+
+  // Completeness of each result that has one.
+  std::vector<std::vector<std::string>> deltas;
+  for (const auto& r : result.results)
+    if (r.delta.defined()) {
+      const auto d = r.delta.detach().to(torch::kDouble).abs().cpu();
+      deltas.push_back({r.method, r.layer, fmt(d.mean().item<double>()), fmt(d.max().item<double>())});
+    }
+  const bool completeness_evaluated = std::any_of(result.evaluations.begin(), result.evaluations.end(),
+                                                  [](const auto& e) { return e.first == "completeness"; });
+  if (!deltas.empty() && !completeness_evaluated) {
+    doc.heading("Completeness delta (Σ attributions − (F(x) − F(x′)))", 2);
+    doc.table({"method", "layer", "mean abs delta", "max abs delta"}, deltas);
+  }
+
+  // One table per evaluator: rows method × layer, columns its metrics.
+  for (const auto& [name, ev] : result.evaluations) {
+    if (ev.metrics.empty()) continue;
+    std::vector<std::string> metric_names;
+    std::vector<std::pair<std::string, std::string>> keys;
+    std::map<std::pair<std::string, std::string>, std::map<std::string, double>> values;
+    for (const auto& m : ev.metrics) {
+      if (std::find(metric_names.begin(), metric_names.end(), m.name) == metric_names.end()) metric_names.push_back(m.name);
+      const auto key = std::make_pair(m.method, m.layer);
+      if (!values.count(key)) keys.push_back(key);
+      values[key][m.name] = m.value;
+    }
+    std::vector<std::string> columns{"method", "layer"};
+    columns.insert(columns.end(), metric_names.begin(), metric_names.end());
+    std::vector<std::vector<std::string>> rows;
+    for (const auto& key : keys) {
+      std::vector<std::string> row{key.first, key.second};
+      for (const auto& n : metric_names) {
+        const auto it = values[key].find(n);
+        row.push_back(it == values[key].end() ? "" : fmt(it->second));
+      }
+      rows.push_back(std::move(row));
+    }
+    doc.heading("Evaluator: " + name, 2);
+    doc.table(columns, rows);
+    // Its curves: one plot per curve name and layer, one line per method.
+    std::vector<std::pair<std::string, std::string>> plots_of;
+    for (const auto& c : ev.curves) {
+      const auto key = std::make_pair(c.name, c.layer);
+      if (std::find(plots_of.begin(), plots_of.end(), key) == plots_of.end()) plots_of.push_back(key);
+    }
+    for (const auto& [cn, layer] : plots_of) {
+      std::vector<Series> series;
+      std::string xl, yl;
+      for (const auto& c : ev.curves)
+        if (c.name == cn && c.layer == layer) {
+          series.push_back({c.method, c.x, c.y});
+          xl = c.x_label, yl = c.y_label;
+        }
+      const std::string title = name + ": " + cn + (layer.empty() ? "" : " at " + layer);
+      save_png(line_plot_png(title, xl, yl, series), name + "-" + cn + "-" + layer, title);
+    }
+  }
+
+  // Heatmaps of image-shaped input attributions.
+  std::vector<torch::Tensor> maps;
+  std::vector<std::string> labels;
+  const auto n = std::min<std::int64_t>(heatmap_inputs, plan.inputs.size(0));
+  for (const auto& r : result.results) {
+    const auto m = image_map(r, plan.inputs);
+    if (!m.defined() || n <= 0) continue;
+    maps.push_back(m.narrow(0, 0, n).detach().cpu());
+    labels.push_back(r.method);
+  }
+  if (!maps.empty()) {
+    doc.heading("Input-space attributions", 2);
+    doc.paragraph("First " + std::to_string(n) + " inputs; red positive, blue negative, each map scaled by its own largest |value|.");
+    save_png(heatmap_grid_png(plan.inputs.narrow(0, 0, n).detach().cpu(), maps, labels), "heatmaps",
+             "input-space attributions");
+  }
+
+  // Timings: the shared passes, each method's own time (summed over shards), each evaluator.
+  std::vector<std::vector<std::string>> timings;
+  std::map<std::string, double> all = plan.timings;
+  for (const auto& [k, v] : result.timings) all[k] = v;
+  for (const auto& [k, v] : all) timings.push_back({k, "", fmt(v)});
+  doc.heading("Timings (seconds; per-shard stages summed over shards)", 2);
+  doc.table({"stage", "", "seconds"}, timings);
+
+  std::set<std::string> seen;
+  std::vector<std::vector<std::string>> notes;
+  for (const auto& r : result.results)
+    for (const auto& note : r.notes)
+      if (seen.insert(r.method + note).second) notes.push_back({r.method, r.layer, note});
+  if (!notes.empty()) {
+    doc.heading("Notes", 2);
+    doc.table({"method", "layer", "note"}, notes);
+  }
+
+  write_file_atomic((fs::path(dir) / "report.md").string(), doc.markdown());
+  write_file_atomic((fs::path(dir) / "report.html").string(), doc.html("Galvani comparison"));
+}
+
+}  // namespace galvani::core
