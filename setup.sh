@@ -40,7 +40,7 @@ cmake --build "$build" -j "$jobs"
 case "$mode" in
   demo)
     "$build/host/galvani" run docs/examples/fashion.toml --out runs/fashion
-    echo "open runs/fashion/summary.json (and scores/, attributions/) to read the comparison"
+    echo "open runs/fashion/report.html (or report.md; every number is in summary.json) to read the comparison"
     ;;
   test)
     ctest --test-dir "$build" --output-on-failure -j "$jobs" --timeout 1500
