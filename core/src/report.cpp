@@ -124,6 +124,8 @@ torch::Tensor image_map(const MethodResult& r, const torch::Tensor& inputs) {
 
 }  // namespace
 
+bool report_has_figures() { return can_plot(); }
+
 void write_report(const Plan& plan, const RunResult& result, const std::string& dir, int heatmap_inputs) {
   Doc doc;
   std::error_code ec;

@@ -89,6 +89,8 @@ void write_results(const Plan& plan, const RunResult& result, const std::string&
 /// one table per evaluator (method × layer rows, metric columns) with its curves as line plots, heatmaps of
 /// image-shaped input attributions over the first `heatmap_inputs` inputs, timings and notes.
 void write_report(const Plan& plan, const RunResult& result, const std::string& dir, int heatmap_inputs = 8);
+/// Whether reports have figures: false when the build found no cairo (the report says so).
+bool report_has_figures();
 
 /// Runs `fn`, turning any exception other than a Galvani error into PluginError naming `plugin`,
 /// and Galvani errors into PluginError too so the message names where it came from.
