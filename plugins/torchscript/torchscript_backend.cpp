@@ -7,6 +7,7 @@
 //
 // Call sites are named by module path; a module called at several sites (a reused ReLU, traced `forward1`,
 // `forward2`…) is listed once per site as `path#k`, k in graph order.
+#include <ATen/CPUGeneratorImpl.h>
 #include <torch/csrc/jit/api/function_impl.h>
 #include <torch/csrc/jit/runtime/graph_executor.h>
 #include <torch/cuda.h>
@@ -219,6 +220,38 @@ class TorchScriptModel : public Model {
 
   torch::Device device() const override { return device_; }
   torch::ScalarType dtype() const override { return dtype_; }
+
+  std::shared_ptr<Model> randomized(const std::vector<std::string>& modules, std::uint64_t seed) const override {
+    torch::jit::Module copy = module_.clone();  // its own parameter tensors: the original stays as it is
+    std::set<std::string> known;
+    for (const auto& m : copy.named_modules()) known.insert(m.name);
+    for (const auto& name : modules)
+      if (!name.empty() && !known.count(name)) {
+        std::string valid;
+        for (const auto& k : known)
+          if (!k.empty()) valid += (valid.empty() ? "" : ", ") + k;
+        throw ModelError("cannot randomise module '" + name + "': the model has no such module (modules: " + valid + ")");
+      }
+    const auto under = [&](const std::string& parameter) {
+      for (const auto& name : modules)
+        if (name.empty() || parameter.rfind(name + ".", 0) == 0) return true;
+      return false;
+    };
+    auto generator = at::make_generator<at::CPUGeneratorImpl>(seed);
+    torch::NoGradGuard no_grad;
+    for (const auto& p : copy.named_parameters(/*recurse=*/true)) {
+      if (!under(p.name)) continue;
+      const auto original = p.value.detach().to(torch::kCPU, torch::kDouble);
+      const double mean = original.mean().item<double>();
+      const double sd = original.numel() > 1 ? original.std().item<double>() : std::abs(original.item<double>());
+      const auto fresh = at::normal(mean, sd, original.sizes(), generator, torch::TensorOptions().dtype(torch::kDouble));
+      p.value.copy_(fresh.to(p.value.options()));
+    }
+    auto model = std::make_shared<TorchScriptModel>(copy, path_, device_, dtype_);
+    std::lock_guard<std::mutex> lock(mutex_);
+    model->layers_ = layers_;  // same layers and shapes
+    return model;
+  }
 
   torch::Tensor forward(const torch::Tensor& input) const override {
     torch::jit::Module module = module_;  // a handle: Module::forward is not const

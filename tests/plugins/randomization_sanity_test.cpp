@@ -1,0 +1,81 @@
+// Parameter randomisation: Model::randomized redraws only the named modules (reproducibly, on a copy), and the
+// cascading sanity check tells a method that ignores the randomised part (the activation below it: rank
+// correlation exactly 1) from one that depends on it (gradient × activation: much lower).
+#include <gtest/gtest.h>
+
+#include <map>
+
+#include "galvani/tap.h"
+#include "test_support.h"
+
+using galvani::testing::run_config;
+using galvani::testing::save_temp_tensor;
+
+namespace {
+
+std::string mlp() {
+  torch::manual_seed(7);
+  torch::jit::Module root("__torch__.RandMlp");
+  const std::vector<std::pair<std::string, std::pair<int, int>>> dense{{"fc1", {4, 16}}, {"fc2", {16, 3}}};
+  for (const auto& [name, shape] : dense) {
+    torch::jit::Module m("__torch__.RandMlp_" + name);
+    m.register_parameter("weight", torch::randn({shape.first, shape.second}, torch::kDouble), false);
+    m.register_parameter("bias", torch::randn({shape.second}, torch::kDouble), false);
+    m.define("def forward(self, x):\n  return torch.matmul(x, self.weight) + self.bias\n");
+    root.register_module(name, m);
+  }
+  torch::jit::Module act("__torch__.RandMlp_act");
+  act.define("def forward(self, x):\n  return torch.relu(x)\n");
+  root.register_module("act", act);
+  root.define("def forward(self, x):\n  return self.fc2.forward(self.act.forward(self.fc1.forward(x)))\n");
+  const auto path = galvani::testing::temp_dir() + "/rand_mlp.pt";
+  root.save(path);
+  return path;
+}
+
+}  // namespace
+
+TEST(Randomized, RedrawsOnlyTheNamedModulesReproducibly) {
+  const auto model = galvani::testing::load_model(mlp());
+  torch::manual_seed(1);
+  const auto x = torch::randn({5, 4}, torch::kDouble);
+  const auto before = model->forward(x);
+  const auto a = model->randomized({"fc2"}, 3), b = model->randomized({"fc2"}, 3), c = model->randomized({"fc2"}, 4);
+  EXPECT_TRUE(torch::equal(a->forward(x), b->forward(x)));
+  EXPECT_GT((a->forward(x) - c->forward(x)).abs().max().item<double>(), 1e-3);
+  EXPECT_GT((a->forward(x) - before).abs().max().item<double>(), 1e-3);
+  EXPECT_TRUE(torch::equal(model->forward(x), before));  // the original is untouched
+  // Below fc2 nothing changed: the activation after fc1 is the same.
+  std::vector<torch::Tensor> original, randomised;
+  model->tapped({"act"})->forward(x, galvani::taps::capture(original));
+  a->tapped({"act"})->forward(x, galvani::taps::capture(randomised));
+  EXPECT_TRUE(torch::equal(original[0], randomised[0]));
+  try {
+    model->randomized({"fc3"}, 0);
+    FAIL() << "unknown module accepted";
+  } catch (const galvani::ModelError& e) {
+    EXPECT_NE(std::string(e.what()).find("fc3"), std::string::npos);
+    EXPECT_NE(std::string(e.what()).find("fc1"), std::string::npos);  // the valid names
+  }
+}
+
+TEST(RandomizationSanity, ActivationBelowTheRandomisedModuleIsUnchangedGradientsAreNot) {
+  torch::manual_seed(2);
+  const auto x = torch::randn({12, 4}, torch::kDouble);
+  const auto r = run_config("[model]\npath = \"" + mlp() + "\"\n[data]\ninputs = \"" + save_temp_tensor(x, "rand_x.pt") +
+                            "\"\n[[methods]]\nplugin = \"activation\"\nlayers = [\"act\"]\n"
+                            "[[methods]]\nplugin = \"gradient-x-activation\"\nlayers = [\"act\"]\n"
+                            "[[evaluators]]\nplugin = \"randomization-sanity\"\nmodules = [\"fc2\", \"fc1\"]\ninputs = 8\n");
+  std::map<std::string, std::map<std::string, double>> m;
+  for (const auto& metric : r.result.evaluations.at(0).second.metrics) m[metric.method][metric.name] = metric.value;
+  const auto& curves = r.result.evaluations.at(0).second.curves;
+  // Step 1 randomises fc2 only: the activation after fc1 keeps its ranks exactly; step 2 (fc1 too) does not.
+  for (const auto& c : curves)
+    if (c.method == "activation" && c.name == "spearman (abs)") {
+      ASSERT_EQ(c.y.size(), 2u);
+      EXPECT_NEAR(c.y[0], 1.0, 1e-12);
+      EXPECT_LT(c.y[1], 0.9);
+    }
+  EXPECT_LT(m["gradient-x-activation"]["spearman_abs_final"], 0.9);
+  EXPECT_LT(m["gradient-x-activation"]["spearman_abs_mean"], m["activation"]["spearman_abs_mean"]);
+}
