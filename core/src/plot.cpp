@@ -52,6 +52,24 @@ std::string number(double v) {
   return buf;
 }
 
+// `s` shortened with "…" until it is at most `width` pixels wide at `size`.
+std::string fit(cairo_t* cr, std::string s, double size, double width) {
+  cairo_select_font_face(cr, "DejaVu Sans", CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_NORMAL);
+  cairo_set_font_size(cr, size);
+  cairo_text_extents_t e;
+  cairo_text_extents(cr, s.c_str(), &e);
+  if (e.x_advance <= width) return s;
+  while (!s.empty()) {
+    s.pop_back();
+    while (!s.empty() && (static_cast<unsigned char>(s.back()) & 0xC0) == 0x80) s.pop_back();  // whole UTF-8 chars
+    if (!s.empty()) s.pop_back();
+    const auto t = s + "…";
+    cairo_text_extents(cr, t.c_str(), &e);
+    if (e.x_advance <= width) return t;
+  }
+  return "…";
+}
+
 void text(cairo_t* cr, double x, double y, const std::string& s, double size, double align_x = 0, double align_y = 0,
           bool bold = false) {
   cairo_select_font_face(cr, "DejaVu Sans", CAIRO_FONT_SLANT_NORMAL, bold ? CAIRO_FONT_WEIGHT_BOLD : CAIRO_FONT_WEIGHT_NORMAL);
@@ -85,8 +103,9 @@ std::string line_plot_png(const std::string& title, const std::string& x_label, 
   if (!std::isfinite(x0)) x0 = 0, x1 = 1, y0 = 0, y1 = 1;
   if (x1 - x0 < 1e-12) x0 -= 0.5, x1 += 0.5;
   if (y1 - y0 < 1e-12) y0 -= 0.5, y1 += 0.5;
-  const double pad = (y1 - y0) * 0.05;
+  const double pad = (y1 - y0) * 0.05, xpad = (x1 - x0) * 0.02;  // end points and markers stay inside
   y0 -= pad, y1 += pad;
+  x0 -= xpad, x1 += xpad;
   const double pw = w - left - right, ph = h - top - bottom;
   const auto px = [&](double x) { return left + (x - x0) / (x1 - x0) * pw; };
   const auto py = [&](double y) { return top + (1 - (y - y0) / (y1 - y0)) * ph; };
@@ -136,18 +155,25 @@ std::string line_plot_png(const std::string& title, const std::string& x_label, 
     cairo_rectangle(cr, left, top, pw, ph);
     cairo_clip(cr);
     const auto& s = series[k];
-    bool drawing = false, any = false;
-    for (std::size_t i = 0; i < std::min(s.x.size(), s.y.size()); ++i) {
-      if (!std::isfinite(s.x[i]) || !std::isfinite(s.y[i])) {
-        drawing = false;
-        continue;
-      }
-      any = true;
-      if (drawing) cairo_line_to(cr, px(s.x[i]), py(s.y[i]));
+    const std::size_t len = std::min(s.x.size(), s.y.size());
+    const auto finite = [&](std::size_t i) { return std::isfinite(s.x[i]) && std::isfinite(s.y[i]); };
+    std::size_t n_finite = 0;
+    for (std::size_t i = 0; i < len; ++i) {
+      if (!finite(i)) continue;
+      if (n_finite++ > 0 && i > 0 && finite(i - 1)) cairo_line_to(cr, px(s.x[i]), py(s.y[i]));
       else cairo_move_to(cr, px(s.x[i]), py(s.y[i]));
-      drawing = true;
     }
     cairo_stroke(cr);
+    // Markers where a line alone would not show the points: short series, and points with no finite neighbour
+    // (a one-point curve, a point between NaNs).
+    for (std::size_t i = 0; i < len; ++i) {
+      if (!finite(i)) continue;
+      const bool alone = (i == 0 || !finite(i - 1)) && (i + 1 >= len || !finite(i + 1));
+      if (!alone && len > 25) continue;
+      cairo_new_sub_path(cr);
+      cairo_arc(cr, px(s.x[i]), py(s.y[i]), alone ? 3.5 : 2.5, 0, 2 * M_PI);
+      cairo_fill(cr);
+    }
     cairo_restore(cr);
     if (k < shown) {
       const double ly = top + 8 + 18.0 * static_cast<double>(k);
@@ -155,9 +181,11 @@ std::string line_plot_png(const std::string& title, const std::string& x_label, 
       cairo_line_to(cr, left + pw + 36, ly);
       cairo_stroke(cr);
       cairo_set_source_rgb(cr, 0.1, 0.1, 0.1);
-      std::string label = s.label.size() > 26 ? s.label.substr(0, 25) + "…" : s.label;
-      if (!any) label += " (no finite values)";
-      text(cr, left + pw + 42, ly, label, 11, 0, 0.5);
+      // The legend says when points were left out (NaN or infinite) so a gap is not read as data.
+      std::string note;
+      if (n_finite == 0) note = " (no finite values)";
+      else if (n_finite < len) note = " (" + std::to_string(len - n_finite) + " non-finite)";
+      text(cr, left + pw + 42, ly, fit(cr, s.label, 11, right - 46 - (note.empty() ? 0 : 6.5 * note.size())) + note, 11, 0, 0.5);
     }
   }
   cairo_set_dash(cr, nullptr, 0, 0);
@@ -183,9 +211,14 @@ std::string heatmap_grid_png(const torch::Tensor& images, const std::vector<torc
   cairo_paint(cr);
   const auto draw = [&](const torch::Tensor& img, int row, std::int64_t col, bool diverging) {
     const auto t = img.to(torch::kCPU, torch::kDouble).contiguous();
+    if (t.numel() == 0) return;
+    // Scales from the finite values only (non-finite cells are drawn black).
+    const auto fin = t.isfinite();
+    const auto finite_or = [&](double v) { return torch::where(fin, t, torch::full_like(t, v)); };
+    const double scale = diverging ? std::max(finite_or(0).abs().max().item<double>(), 1e-30) : 1.0;
+    const double lo = diverging ? 0 : finite_or(std::numeric_limits<double>::infinity()).min().item<double>();
+    const double hi = diverging ? 0 : finite_or(-std::numeric_limits<double>::infinity()).max().item<double>();
     const auto hh = t.size(0), ww = t.size(1);
-    const double scale = diverging ? std::max(t.abs().max().item<double>(), 1e-30) : 1.0;
-    const double lo = diverging ? 0 : t.min().item<double>(), hi = diverging ? 0 : t.max().item<double>();
     const double* p = t.data_ptr<double>();
     const double cw = static_cast<double>(cell) / static_cast<double>(ww), ch = static_cast<double>(cell) / static_cast<double>(hh);
     const double ox = label_w + static_cast<double>(col) * (cell + gap), oy = gap + row * (cell + gap);
@@ -205,17 +238,40 @@ std::string heatmap_grid_png(const torch::Tensor& images, const std::vector<torc
         cairo_rectangle(cr, ox + static_cast<double>(j) * cw, oy + static_cast<double>(i) * ch, cw + 0.5, ch + 0.5);
         cairo_fill(cr);
       }
+    // A frame, so white (zero) attributions are told from the page.
+    cairo_set_source_rgb(cr, 0.8, 0.8, 0.8);
+    cairo_set_line_width(cr, 1);
+    cairo_rectangle(cr, ox - 0.5, oy - 0.5, cell + 1, cell + 1);
+    cairo_stroke(cr);
+  };
+  // Three-channel inputs in colour, scaled to [0, 1] over the whole image (one scale keeps the hues).
+  const auto draw_rgb = [&](const torch::Tensor& img, std::int64_t col) {
+    auto t = img.to(torch::kCPU, torch::kDouble);
+    t = torch::where(t.isfinite(), t, torch::zeros_like(t));
+    if (t.numel() == 0) return;
+    const double lo = t.min().item<double>(), hi = t.max().item<double>();
+    t = (hi > lo ? (t - lo) / (hi - lo) : t * 0 + 0.5).contiguous();
+    const auto hh = t.size(1), ww = t.size(2);
+    const double* p = t.data_ptr<double>();
+    const double cw = static_cast<double>(cell) / static_cast<double>(ww), ch = static_cast<double>(cell) / static_cast<double>(hh);
+    const double ox = label_w + static_cast<double>(col) * (cell + gap), oy = gap;
+    for (std::int64_t i = 0; i < hh; ++i)
+      for (std::int64_t j = 0; j < ww; ++j) {
+        cairo_set_source_rgb(cr, p[i * ww + j], p[hh * ww + i * ww + j], p[2 * hh * ww + i * ww + j]);
+        cairo_rectangle(cr, ox + static_cast<double>(j) * cw, oy + static_cast<double>(i) * ch, cw + 0.5, ch + 0.5);
+        cairo_fill(cr);
+      }
   };
   cairo_set_source_rgb(cr, 0.1, 0.1, 0.1);
   text(cr, 8, gap + cell / 2.0, "input", 12, 0, 0.5, true);
   for (std::int64_t k = 0; k < n; ++k) {
     auto img = images[k];
-    if (img.dim() == 3) img = img.mean(0);
-    draw(img, 0, k, false);
+    if (img.dim() == 3 && img.size(0) == 3) draw_rgb(img, k);
+    else draw(img.dim() == 3 ? img.mean(0) : img, 0, k, false);
   }
   for (std::size_t r = 0; r < maps.size(); ++r) {
     cairo_set_source_rgb(cr, 0.1, 0.1, 0.1);
-    std::string label = row_labels.at(r).size() > 20 ? row_labels[r].substr(0, 19) + "…" : row_labels[r];
+    const std::string label = fit(cr, row_labels.at(r), 12, label_w - 12);
     text(cr, 8, gap + (static_cast<double>(r) + 1) * (cell + gap) + cell / 2.0, label, 12, 0, 0.5);
     for (std::int64_t k = 0; k < n; ++k) draw(maps[r][k], static_cast<int>(r) + 1, k, true);
   }

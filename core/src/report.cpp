@@ -1,5 +1,7 @@
 // The comparison report: report.md (figures as files under plots/) and a self-contained report.html (figures
 // embedded), from a run's results and evaluations. Every file is written atomically.
+#include <algorithm>
+#include <cmath>
 #include <ctime>
 #include <filesystem>
 #include <iomanip>
@@ -70,21 +72,24 @@ class Doc {
     md_ << text << "\n\n";
     html_ << "<p>" << html_escape(text) << "</p>\n";
   }
-  void table(const std::vector<std::string>& columns, const std::vector<std::vector<std::string>>& rows) {
+  /// A table whose first `text_columns` columns are text (left-aligned), the rest numbers (right-aligned).
+  void table(const std::vector<std::string>& columns, const std::vector<std::vector<std::string>>& rows,
+             std::size_t text_columns = 2) {
     md_ << "|";
-    for (const auto& c : columns) md_ << " " << c << " |";
+    for (const auto& c : columns) md_ << " " << md_cell(c) << " |";
     md_ << "\n|";
-    for (std::size_t i = 0; i < columns.size(); ++i) md_ << (i < 2 ? "---|" : "---:|");
+    for (std::size_t i = 0; i < columns.size(); ++i) md_ << (i < text_columns ? "---|" : "---:|");
     md_ << "\n";
     html_ << "<table><tr>";
-    for (const auto& c : columns) html_ << "<th>" << html_escape(c) << "</th>";
+    for (std::size_t i = 0; i < columns.size(); ++i)
+      html_ << "<th" << (i < text_columns ? " class=\"t\"" : "") << ">" << html_escape(columns[i]) << "</th>";
     html_ << "</tr>\n";
     for (const auto& r : rows) {
       md_ << "|";
       html_ << "<tr>";
-      for (const auto& cell : r) {
-        md_ << " " << cell << " |";
-        html_ << "<td>" << html_escape(cell) << "</td>";
+      for (std::size_t i = 0; i < r.size(); ++i) {
+        md_ << " " << md_cell(r[i]) << " |";
+        html_ << "<td" << (i < text_columns ? " class=\"t\"" : "") << ">" << html_escape(r[i]) << "</td>";
       }
       md_ << "\n";
       html_ << "</tr>\n";
@@ -97,13 +102,18 @@ class Doc {
     html_ << "<figure><img alt=\"" << html_escape(caption) << "\" src=\"data:image/png;base64," << base64(png)
           << "\"><figcaption>" << html_escape(caption) << "</figcaption></figure>\n";
   }
+  // A '|' would end a markdown cell early.
+  static std::string md_cell(const std::string& s) {
+    std::string out;
+    for (char c : s) out += c == '|' ? std::string("\\|") : std::string(1, c);
+    return out;
+  }
   std::string markdown() const { return md_.str(); }
   std::string html(const std::string& title) const {
     return "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>" + html_escape(title) +
            "</title>\n<style>body{font-family:'DejaVu Sans',sans-serif;margin:2em;max-width:1200px}"
            "table{border-collapse:collapse;margin-bottom:1.5em;font-size:13px}"
-           "th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}"
-           "th:first-child,td:first-child,th:nth-child(2),td:nth-child(2){text-align:left}"
+           "th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}.t{text-align:left}"
            "th{background:#f3f3f3}figure{margin:1em 0}img{max-width:100%}</style></head><body>\n" +
            html_.str() + "</body></html>\n";
   }
@@ -200,13 +210,23 @@ void write_report(const Plan& plan, const RunResult& result, const std::string& 
     for (const auto& [cn, layer] : plots_of) {
       std::vector<Series> series;
       std::string xl, yl;
+      std::vector<std::string> skipped;
       for (const auto& c : ev.curves)
         if (c.name == cn && c.layer == layer) {
           series.push_back({c.method, c.x, c.y});
           xl = c.x_label, yl = c.y_label;
+          const auto len = std::min(c.x.size(), c.y.size());
+          std::size_t bad = 0;
+          for (std::size_t i = 0; i < len; ++i) bad += !std::isfinite(c.x[i]) || !std::isfinite(c.y[i]);
+          if (bad > 0) skipped.push_back(c.method + ": " + std::to_string(bad) + " of " + std::to_string(len));
         }
       const std::string title = name + ": " + cn + (layer.empty() ? "" : " at " + layer);
       save_png(line_plot_png(title, xl, yl, series), name + "-" + cn + "-" + layer, title);
+      if (!skipped.empty()) {
+        std::string text = title + ": points that are not finite (not drawn; null in summary.json): ";
+        for (std::size_t i = 0; i < skipped.size(); ++i) text += (i ? "; " : "") + skipped[i];
+        doc.paragraph(text + ".");
+      }
     }
   }
 
@@ -214,11 +234,14 @@ void write_report(const Plan& plan, const RunResult& result, const std::string& 
   std::vector<torch::Tensor> maps;
   std::vector<std::string> labels;
   const auto n = std::min<std::int64_t>(heatmap_inputs, plan.inputs.size(0));
+  std::map<std::string, int> per_method;
+  for (const auto& r : result.results)
+    if (image_map(r, plan.inputs).defined()) ++per_method[r.method];
   for (const auto& r : result.results) {
     const auto m = image_map(r, plan.inputs);
-    if (!m.defined() || n <= 0) continue;
+    if (!m.defined() || n <= 0 || m.size(0) < n) continue;
     maps.push_back(m.narrow(0, 0, n).detach().cpu());
-    labels.push_back(r.method);
+    labels.push_back(per_method[r.method] > 1 ? r.method + "@" + r.layer : r.method);
   }
   if (!maps.empty()) {
     doc.heading("Input-space attributions", 2);
@@ -228,12 +251,46 @@ void write_report(const Plan& plan, const RunResult& result, const std::string& 
   }
 
   // Timings: the shared passes, each method's own time (summed over shards), each evaluator.
-  std::vector<std::vector<std::string>> timings;
+  // Grouped by kind: methods (slowest first), the shared passes they use, evaluators, the rest, the wall time.
   std::map<std::string, double> all = plan.timings;
   for (const auto& [k, v] : result.timings) all[k] = v;
-  for (const auto& [k, v] : all) timings.push_back({k, "", fmt(v)});
-  doc.heading("Timings (seconds; per-shard stages summed over shards)", 2);
-  doc.table({"stage", "", "seconds"}, timings);
+  std::vector<std::pair<double, std::vector<std::string>>> groups[5];
+  const auto strip = [](const std::string& k, const std::string& prefix, const std::string& suffix = "") {
+    return k.substr(prefix.size(), k.size() - prefix.size() - suffix.size());
+  };
+  const auto pass_name = [&](const std::string& key) {
+    for (const auto& g : plan.groups)
+      if (g.key == key) {
+        std::string users;
+        for (auto i : g.methods) users += (users.empty() ? "" : ", ") + plan.methods[i].config.name;
+        return key + " (for " + users + ")";
+      }
+    return key;
+  };
+  for (const auto& [k, v] : all) {
+    const auto starts = [&](const std::string& p) { return k.rfind(p, 0) == 0; };
+    if (starts("method ")) groups[0].push_back({-v, {"method", strip(k, "method "), fmt(v)}});
+    else if (starts("pass [") && k.back() == ']') groups[1].push_back({-v, {"shared pass", pass_name(strip(k, "pass [", "]")), fmt(v)}});
+    else if (starts("evaluator ")) groups[2].push_back({-v, {"evaluator", strip(k, "evaluator "), fmt(v)}});
+    else if (k == "run (wall)") groups[4].push_back({0, {"total", "attributions: passes and methods (wall clock)", fmt(v)}});
+    else groups[3].push_back({0, {"other", k, fmt(v)}});
+  }
+  // Evaluators run one after another after the attributions, so their times add to the attribution wall time.
+  if (all.count("run (wall)") && !groups[2].empty()) {
+    double total = all["run (wall)"];
+    for (const auto& g : groups[2]) total -= g.first;
+    groups[4].push_back({1, {"total", "attributions and evaluators (wall clock)", fmt(total)}});
+  }
+  std::vector<std::vector<std::string>> timings;
+  for (auto& g : groups) {
+    std::stable_sort(g.begin(), g.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+    for (auto& row : g) timings.push_back(std::move(row.second));
+  }
+  doc.heading("Timings", 2);
+  doc.paragraph("Seconds. A method's time is its own work, summed over shards (so it can exceed the wall time "
+                "when shards run concurrently); the shared passes (forward and backward along a path, used by every "
+                "method of the group) are listed separately and not included in the methods' times.");
+  doc.table({"kind", "name", "seconds"}, timings);
 
   std::set<std::string> seen;
   std::vector<std::vector<std::string>> notes;
@@ -242,7 +299,7 @@ void write_report(const Plan& plan, const RunResult& result, const std::string& 
       if (seen.insert(r.method + note).second) notes.push_back({r.method, r.layer, note});
   if (!notes.empty()) {
     doc.heading("Notes", 2);
-    doc.table({"method", "layer", "note"}, notes);
+    doc.table({"method", "layer", "note"}, notes, 3);
   }
 
   write_file_atomic((fs::path(dir) / "report.md").string(), doc.markdown());

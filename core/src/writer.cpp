@@ -3,6 +3,7 @@
 
 #include <filesystem>
 #include <iomanip>
+#include <iostream>
 #include <sstream>
 
 #include "galvani/core/runner.h"
@@ -173,7 +174,12 @@ void write_results(const Plan& plan, const RunResult& result, const std::string&
   for (const auto& [k, v] : result.timings) timings[k] = v;
   summary["timings_seconds"] = timings;
   write_file_atomic((fs::path(dir) / "summary.json").string(), summary.dump(2) + "\n");
-  write_report(plan, result, dir);
+  // The report only presents what is written above; a failure in it must not cost the run its results.
+  try {
+    write_report(plan, result, dir);
+  } catch (const std::exception& e) {
+    std::cerr << "galvani: warning: the report could not be written (results are complete): " << e.what() << "\n";
+  }
 }
 
 }  // namespace galvani::core
