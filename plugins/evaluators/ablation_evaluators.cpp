@@ -316,38 +316,25 @@ TopK top_k_scores(Target& t, std::int64_t k, bool by_abs, bool to_reference) {
   return out;
 }
 
-class AblationCorrelation : public Evaluator {
+// The evaluators that score each input's top-k units by their single-unit ablation scores: options, the loop
+// over results and the skipped table are shared; `score` turns one result's top-k scores into metrics.
+class TopKEvaluator : public Evaluator {
  public:
-  explicit AblationCorrelation(const Options& o)
-      : sel_(o), top_k_(o.get_int_in("top_k", 10, 2, 1 << 20)),
+  TopKEvaluator(const Options& o, std::int64_t min_k)
+      : sel_(o), top_k_(o.get_int_in("top_k", 10, min_k, 1 << 20)),
         by_abs_(o.get_choice("rank_by", "value", {"value", "abs"}) == "abs"), to_reference_(parse_ablation(o)) {}
   Evaluation evaluate(const EvaluationInput& in) const override {
     Evaluation e;
     Layers layers(in, sel_.batch);
     auto skipped = skipped_table();
-    for (auto& t : targets(in, sel_, layers, skipped)) {
-      const auto top = top_k_scores(t, top_k_, by_abs_, to_reference_);
-      Table table;
-      table.name = t.result->method + "@" + t.result->layer;
-      table.columns = {"input", "pearson"};
-      std::vector<double> r;
-      for (std::size_t i = 0; i < top.units.size(); ++i) {
-        const double p = pearson(top.importance[i], top.score[i]);
-        table.rows.push_back({static_cast<double>(i), p});
-        if (std::isfinite(p)) r.push_back(p);
-      }
-      const auto& m = t.result->method;
-      const auto& l = t.result->layer;
-      e.metrics.push_back({m, l, "pearson_mean", mean(r)});
-      e.metrics.push_back({m, l, "pearson_q1", quantile(r, 0.25)});
-      e.metrics.push_back({m, l, "pearson_median", quantile(r, 0.5)});
-      e.metrics.push_back({m, l, "pearson_q3", quantile(r, 0.75)});
-      e.metrics.push_back({m, l, "inputs", static_cast<double>(r.size())});
-      e.tables.push_back(std::move(table));
-    }
+    for (auto& t : targets(in, sel_, layers, skipped))
+      score(*t.result, top_k_scores(t, top_k_, by_abs_, to_reference_), e);
     finish(e, std::move(skipped));
     return e;
   }
+
+ protected:
+  virtual void score(const MethodResult& r, const TopK& top, Evaluation& e) const = 0;
 
  private:
   Selection sel_;
@@ -355,37 +342,48 @@ class AblationCorrelation : public Evaluator {
   bool by_abs_, to_reference_;
 };
 
-class SignAgreement : public Evaluator {
+class AblationCorrelation : public TopKEvaluator {
  public:
-  explicit SignAgreement(const Options& o)
-      : sel_(o), top_k_(o.get_int_in("top_k", 10, 1, 1 << 20)),
-        by_abs_(o.get_choice("rank_by", "value", {"value", "abs"}) == "abs"), to_reference_(parse_ablation(o)) {}
-  Evaluation evaluate(const EvaluationInput& in) const override {
-    Evaluation e;
-    Layers layers(in, sel_.batch);
-    auto skipped = skipped_table();
-    for (auto& t : targets(in, sel_, layers, skipped)) {
-      const auto top = top_k_scores(t, top_k_, by_abs_, to_reference_);
-      std::vector<double> agreement;
-      for (const auto& s : top.score) {
-        double sum = 0, sum_abs = 0;
-        for (double v : s) {
-          sum += v;
-          sum_abs += std::abs(v);
-        }
-        if (sum_abs > 0) agreement.push_back(std::abs(sum) / sum_abs);
-      }
-      e.metrics.push_back({t.result->method, t.result->layer, "mean", mean(agreement)});
-      e.metrics.push_back({t.result->method, t.result->layer, "median", quantile(agreement, 0.5)});
-    }
-    finish(e, std::move(skipped));
-    return e;
-  }
+  explicit AblationCorrelation(const Options& o) : TopKEvaluator(o, 2) {}
 
- private:
-  Selection sel_;
-  std::int64_t top_k_;
-  bool by_abs_, to_reference_;
+ protected:
+  void score(const MethodResult& res, const TopK& top, Evaluation& e) const override {
+    Table table;
+    table.name = res.method + "@" + res.layer;
+    table.columns = {"input", "pearson"};
+    std::vector<double> r;
+    for (std::size_t i = 0; i < top.units.size(); ++i) {
+      const double p = pearson(top.importance[i], top.score[i]);
+      table.rows.push_back({static_cast<double>(i), p});
+      if (std::isfinite(p)) r.push_back(p);
+    }
+    e.metrics.push_back({res.method, res.layer, "pearson_mean", mean(r)});
+    e.metrics.push_back({res.method, res.layer, "pearson_q1", quantile(r, 0.25)});
+    e.metrics.push_back({res.method, res.layer, "pearson_median", quantile(r, 0.5)});
+    e.metrics.push_back({res.method, res.layer, "pearson_q3", quantile(r, 0.75)});
+    e.metrics.push_back({res.method, res.layer, "inputs", static_cast<double>(r.size())});
+    e.tables.push_back(std::move(table));
+  }
+};
+
+class SignAgreement : public TopKEvaluator {
+ public:
+  explicit SignAgreement(const Options& o) : TopKEvaluator(o, 1) {}
+
+ protected:
+  void score(const MethodResult& res, const TopK& top, Evaluation& e) const override {
+    std::vector<double> agreement;
+    for (const auto& s : top.score) {
+      double sum = 0, sum_abs = 0;
+      for (double v : s) {
+        sum += v;
+        sum_abs += std::abs(v);
+      }
+      if (sum_abs > 0) agreement.push_back(std::abs(sum) / sum_abs);
+    }
+    e.metrics.push_back({res.method, res.layer, "mean", mean(agreement)});
+    e.metrics.push_back({res.method, res.layer, "median", quantile(agreement, 0.5)});
+  }
 };
 
 class AblationSubset : public Evaluator {
