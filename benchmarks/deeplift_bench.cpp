@@ -1,5 +1,7 @@
 // DeepLIFT against its floor: a plain forward+backward of the paired batch (2N rows: inputs and references)
 // to the same layer, over the same shards and threads as the runner. Ratios: benchmarks/report.py.
+// Two kinds of baselines: zeros, one baseline for all inputs, which DeepLIFT runs once (N + 1 rows), and
+// "-distinct", one noise baseline per input, where DeepLIFT's batch is the full 2N rows of the floor.
 //
 //   galvani_deeplift_bench [--benchmark_filter=fashion]   models: docs/examples/fashion_cnn.pt (batch 64),
 //                                                          bench_models/resnet18_bench_traced.pt (batch 8)
@@ -22,33 +24,39 @@ using galvani::core::Plan;
 
 struct Case {
   std::string model, inputs, layer;
+  std::string distinct_baselines;  // one baseline per input (uniform noise): the batch is [x; x′] of 2N rows
 };
 
 const std::map<std::string, Case>& cases() {
   static const std::map<std::string, Case> c = [] {
     std::map<std::string, Case> m;
     const std::string dir = galvani::bench::bench_dir("galvani_deeplift_bench");
+    torch::manual_seed(1);
     const auto fashion = galvani::bench::fashion64(dir);
-    m["fashion"] = {fashion.model, fashion.inputs, "features.4"};
+    galvani::save_tensor(torch::rand({64, 1, 28, 28}) * 0.5, dir + "/fashion64_baselines.pt");
+    m["fashion"] = {fashion.model, fashion.inputs, "features.4", dir + "/fashion64_baselines.pt"};
     const auto resnet = galvani::bench::resnet8(dir);
-    m["resnet18"] = {resnet.model, resnet.inputs, "layer2"};
+    galvani::save_tensor(torch::rand({8, 3, 64, 64}) * 0.5, dir + "/resnet8_baselines.pt");
+    m["resnet18"] = {resnet.model, resnet.inputs, "layer2", dir + "/resnet8_baselines.pt"};
     return m;
   }();
   return c;
 }
 
-std::unique_ptr<Plan> make(const Case& c, const std::string& options, int threads,
+// Baselines: zeros (one baseline for all inputs, run once), or with `distinct` one per input.
+std::unique_ptr<Plan> make(const Case& c, const std::string& options, int threads, bool distinct = false,
                            const std::string& plugin = "deeplift") {
-  const std::string toml = "[model]\npath = \"" + c.model + "\"\n[data]\ninputs = \"" + c.inputs +
-                           "\"\n[run]\nthreads = " + std::to_string(threads) +
+  const std::string baselines = distinct ? "baselines = \"" + c.distinct_baselines + "\"\n" : "";
+  const std::string toml = "[model]\npath = \"" + c.model + "\"\n[data]\ninputs = \"" + c.inputs + "\"\n" +
+                           baselines + "[run]\nthreads = " + std::to_string(threads) +
                            "\n[[methods]]\nplugin = \"" + plugin + "\"\nlayers = [\"" + c.layer + "\"]\n" + options + "\n";
   return std::make_unique<Plan>(galvani::core::make_plan(galvani::core::parse_config_string(toml, "."), galvani::bench::plugin_host()));
 }
 
 // One forward of [x; x′] with the layer captured and one backward to it, per shard, nothing stored.
-void BM_Floor(benchmark::State& state, const std::string& name) {
+void BM_Floor(benchmark::State& state, const std::string& name, bool distinct) {
   const Case& c = cases().at(name);
-  const auto plan = make(c, "", static_cast<int>(state.range(0)));
+  const auto plan = make(c, "", static_cast<int>(state.range(0)), distinct);
   auto tapped = plan->model->tapped({c.layer});
   tbb::task_arena arena(plan->concurrency);
   for (auto _ : state) {
@@ -62,15 +70,15 @@ void BM_Floor(benchmark::State& state, const std::string& name) {
   }
 }
 
-void BM_DeepLift(benchmark::State& state, const std::string& name, const std::string& options) {
-  auto plan = make(cases().at(name), options, static_cast<int>(state.range(0)));
+void BM_DeepLift(benchmark::State& state, const std::string& name, const std::string& options, bool distinct) {
+  auto plan = make(cases().at(name), options, static_cast<int>(state.range(0)), distinct);
   for (auto _ : state) benchmark::DoNotOptimize(galvani::core::execute(*plan));
 }
 
 // The runner with gradient × activation: its endpoint pass is a forward+backward of the same 2N rows, so
 // this is the floor plus what every run does besides (F(x) and F(x′) for the summary, checks, concatenation).
 void BM_Runner(benchmark::State& state, const std::string& name) {
-  auto plan = make(cases().at(name), "", static_cast<int>(state.range(0)), "gradient-x-activation");
+  auto plan = make(cases().at(name), "", static_cast<int>(state.range(0)), false, "gradient-x-activation");
   for (auto _ : state) benchmark::DoNotOptimize(galvani::core::execute(*plan));
 }
 
@@ -83,9 +91,13 @@ void register_all() {
   };
   for (const std::string model : {"fashion", "resnet18"}) {
     if (!std::filesystem::exists(cases().at(model).model)) continue;
-    galvani::bench::add("floor-2n/" + model, BM_Floor, model);
+    galvani::bench::add("floor-2n/" + model, BM_Floor, model, false);
+    galvani::bench::add("floor-2n-distinct/" + model, BM_Floor, model, true);
     galvani::bench::add("runner-gxa/" + model, BM_Runner, model);
-    for (const auto& [label, options] : variants) galvani::bench::add(label + "/" + model, BM_DeepLift, model, options);
+    for (const auto& [label, options] : variants) {
+      galvani::bench::add(label + "/" + model, BM_DeepLift, model, options, false);
+      galvani::bench::add(label + "-distinct/" + model, BM_DeepLift, model, options, true);
+    }
   }
 }
 

@@ -27,8 +27,11 @@ def main():
     print("| model | method | time (ms) | × floor |")
     print("|---|---|---|---|")
     for model, t in times.items():
-        floor = t.get("floor")
         for label, ms in t.items():
+            # DeepLIFT's floors are "floor-2n" (zero baselines) and "floor-2n-distinct" (one per input).
+            floor = t.get("floor") or t.get("floor-2n")
+            if label.endswith("-distinct"):
+                floor = t.get("floor-2n-distinct", floor)
             ratio = f"{ms / floor:.2f}" if floor else "–"
             print(f"| {model} | {label} | {ms:.1f} | {ratio} |")
         singles = [t[k] for k in ("conductance", "nig", "internal-influence") if k in t]

@@ -1,7 +1,8 @@
 // shapley-sampling against its floor: the same coalition evaluations run as plain tail-only forwards
 // (Model::tail(layer)->forward) on ready-made activations, in the same chunk sizes, over the same shards and
 // threads as the runner. A second floor adds the forward no implementation can skip: one forward of inputs and
-// baselines together, which gives the layer's activations and F(x), F(x′) for the efficiency check.
+// baseline together (N + 1 rows: the baselines are zeros, one for all inputs), which gives the layer's
+// activations and F(x), F(x′) for the efficiency check.
 //
 //   galvani_shapley_bench   models: docs/examples/fashion_cnn.pt at classifier.2 (64 neurons, batch 64,
 //                           5 permutations) and bench_models/resnet18_bench_traced.pt at layer1 (64 filters,
@@ -76,7 +77,8 @@ void BM_Floor(benchmark::State& state, const std::string& name, bool head) {
       torch::NoGradGuard ng;
       if (head) {
         const auto x = plan->inputs.narrow(0, start, len);
-        const auto xb = plan->baselines.narrow(0, start, len);
+        // The baselines are zeros, one baseline for all inputs: it runs once, as the method runs it.
+        const auto xb = plan->baselines.narrow(0, start, 1);
         std::vector<torch::Tensor> sink;
         benchmark::DoNotOptimize(tapped->forward(torch::cat({x, xb}), galvani::taps::capture(sink)));
       }

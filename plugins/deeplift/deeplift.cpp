@@ -1,7 +1,8 @@
 // DeepLIFT (Shrikumar et al., "Learning Important Features Through Propagating Activation Differences") on the
 // hidden layers of any TorchScript model.
 //
-// Inputs and references run as one paired batch [x; r]. Every operation of the graph that depends on the input
+// Inputs and references run as one paired batch [x; r]; a reference shared by several inputs (a zero baseline,
+// each of DeepSHAP's references) appears in it once, so the batch is N + 1 rows rather than 2N. Every operation of the graph that depends on the input
 // is classified (Model::operations): linear ones (convolutions, dense layers, eval batch norm, average pools,
 // sums, reshapes, ...) keep their gradient, which is their exact multiplier; nonlinear elementwise ones and max
 // pools are swapped, through op taps, for autograd functions whose backward applies a DeepLIFT multiplier,
@@ -133,15 +134,38 @@ Tensor ratio(const Tensor& dy, const Tensor& dx, const Tensor& slope, double eps
   return at::where(dx.abs() >= eps, dy / at::where(dx.abs() >= eps, dx, at::ones_like(dx)), slope);
 }
 
+// The rows of a paired batch: P input rows, then Q reference rows, Q dividing P; input row i pairs with
+// reference row i mod Q. Q = P for per-input baselines, Q = 1 when every input has the same baseline (the
+// reference is then run once, not P times), Q = R for R shared references (DeepSHAP), the inputs repeated R times.
+struct Pairing {
+  std::int64_t inputs, references;
+
+  Tensor input_rows(const Tensor& t) const { return t.narrow(0, 0, inputs); }
+  Tensor reference_rows(const Tensor& t) const { return t.narrow(0, inputs, references); }
+  // Reference rows [Q, ...] lined up with the P input rows: a view for Q = 1 or Q = P, a copy otherwise.
+  Tensor expand(const Tensor& r) const {
+    if (references == inputs) return r;
+    auto sizes = r.sizes().vec();
+    sizes[0] = inputs;
+    if (references == 1) return r.expand(sizes);
+    std::vector<std::int64_t> tiled{inputs / references};
+    tiled.insert(tiled.end(), r.sizes().begin(), r.sizes().end());
+    return r.unsqueeze(0).expand(tiled).reshape(sizes);
+  }
+  // t(xᵢ) − t(x′ᵢ) for every input row.
+  Tensor delta(const Tensor& t) const { return input_rows(t) - expand(reference_rows(t)); }
+};
+
 // The Rescale multiplier of the pair's rows: (yᵢ − yᵣ)/(xᵢ − xᵣ), or the derivative at xᵢ where |Δx| < eps.
 // On the CPU one fused pass (these elementwise passes are a large share of a small CNN's forward); the
 // derivative is computed only if some |Δx| is that small.
-Tensor rescale_multiplier(const OpSite& s, const Tensor& x, const Tensor& y, std::int64_t pairs, double eps) {
-  const auto xi = x.narrow(0, 0, pairs), xr = x.narrow(0, pairs, pairs);
-  const auto yi = y.narrow(0, 0, pairs), yr = y.narrow(0, pairs, pairs);
+Tensor rescale_multiplier(const OpSite& s, const Tensor& x, const Tensor& y, const Pairing& pair, double eps) {
+  const auto xi = pair.input_rows(x), xr = pair.reference_rows(x);
+  const auto yi = pair.input_rows(y), yr = pair.reference_rows(y);
   if (!x.is_cpu() || !x.is_contiguous() || !y.is_contiguous() || x.sizes() != y.sizes())
-    return ratio(yi - yr, xi - xr, derivative(s, xi), eps);
+    return ratio(pair.delta(y), pair.delta(x), derivative(s, xi), eps);
   auto m = at::empty_like(xi);
+  const std::int64_t row = xi.numel() / pair.inputs, references = pair.references;
   bool small = false;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "deeplift_rescale", [&] {
     const scalar_t* pxi = xi.data_ptr<scalar_t>();
@@ -153,18 +177,21 @@ Tensor rescale_multiplier(const OpSite& s, const Tensor& x, const Tensor& y, std
     std::atomic<bool> any_small{false};
     at::parallel_for(0, xi.numel(), 1 << 14, [&](std::int64_t begin, std::int64_t end) {
       bool local = false;
+      std::int64_t r = begin / row, k = begin % row;  // input row and offset in it
       for (std::int64_t i = begin; i < end; ++i) {
-        const scalar_t dx = pxi[i] - pxr[i];
+        const std::int64_t j = (r % references) * row + k;  // the same element of the paired reference row
+        const scalar_t dx = pxi[i] - pxr[j];
         const bool tiny = std::abs(dx) < e;
         local |= tiny;
-        pm[i] = tiny ? scalar_t(0) : (pyi[i] - pyr[i]) / dx;
+        pm[i] = tiny ? scalar_t(0) : (pyi[i] - pyr[j]) / dx;
+        if (++k == row) k = 0, ++r;
       }
       if (local) any_small = true;
     });
     small = any_small;
   });
   if (small) {
-    const auto tiny = (xi - xr).abs() < eps;
+    const auto tiny = pair.delta(x).abs() < eps;
     m = at::where(tiny, derivative(s, xi), m);
   }
   return m;
@@ -185,7 +212,7 @@ struct Multiply : public torch::autograd::Function<Multiply> {
     const auto pairs = m.size(0);
     auto head = grad.narrow(0, 0, pairs);
     at::mul_out(head, g[0].narrow(0, 0, pairs), m);
-    grad.narrow(0, pairs, pairs).zero_();
+    grad.narrow(0, pairs, grad.size(0) - pairs).zero_();
     return {grad, Tensor(), Tensor()};
   }
 };
@@ -240,6 +267,7 @@ struct RevealCancel : public torch::autograd::Function<RevealCancel> {
     ctx->saved_data["m_pos"] = m_pos;
     ctx->saved_data["m_neg"] = m_neg;
     ctx->saved_data["like"] = a.narrow(0, 0, m_pos.size(0)).detach();
+    ctx->saved_data["references"] = a.size(0) - m_pos.size(0);
     ctx->saved_data["part"] = reinterpret_cast<std::int64_t>(part);
     return y.detach();  // not a copy: no in-place op follows in the op graph (see Multiply)
   }
@@ -256,7 +284,9 @@ struct RevealCancel : public torch::autograd::Function<RevealCancel> {
     const auto& delta = part->input_delta;
     auto ga = at::where(delta > 0, (sum + difference) * 0.5,
                         at::where(delta < 0, (sum - difference) * 0.5, sum * 0.5));
-    ga = at::cat({ga, at::zeros_like(ga)});  // references: no gradient of F(x)
+    auto zero_shape = ga.sizes().vec();
+    zero_shape[0] = ctx->saved_data["references"].toInt();
+    ga = at::cat({ga, at::zeros(zero_shape, ga.options())});  // references: no gradient of F(x)
     return {ga, Tensor(), Tensor(), Tensor(), Tensor()};
   }
 };
@@ -291,12 +321,12 @@ struct Pool {
   }
 };
 
-// Max pool, sum-to-delta rule (see the file comment), on the pair x = [xᵢ; xᵣ] (P rows each).
+// Max pool, sum-to-delta rule (see the file comment), on the paired batch x = [xᵢ; xᵣ].
 struct MaxPoolDelta : public torch::autograd::Function<MaxPoolDelta> {
   static Tensor forward(AutogradContext* ctx, const Tensor& x, const Tensor& y, const OpSite* site,
-                        std::int64_t pairs, double eps) {
+                        const Pairing& pair, double eps) {
     const Pool pool{site};
-    const auto xi = x.narrow(0, 0, pairs).detach(), xr = x.narrow(0, pairs, pairs).detach();
+    const auto xi = pair.input_rows(x).detach(), xr = pair.reference_rows(x).detach();
     auto [yi, index_i] = pool.forward(xi);
     auto [yr, index_r] = pool.forward(xr);
     ctx->saved_data["xi"] = xi;
@@ -321,31 +351,36 @@ struct MaxPoolDelta : public torch::autograd::Function<MaxPoolDelta> {
       return {fused_cpu(pool, g, pool.lift(xi), pool.lift(xr), yi.contiguous(), yr.contiguous(), index_i.contiguous(),
                         index_r.contiguous(), eps),
               Tensor(), Tensor(), Tensor(), Tensor()};
-    const auto high = at::maximum(yi, yr);
+    // The reference rows lined up with the input rows.
+    const Pairing pair{xi.size(0), xr.size(0)};
+    const auto xr_p = pair.expand(xr).contiguous(), yr_p = pair.expand(yr), index_r_p = pair.expand(index_r).contiguous();
+    const auto high = at::maximum(yi, yr_p);
     // The input's winners carry max(yᵢ, yᵣ) − yᵣ, the reference's winners yᵢ − max(yᵢ, yᵣ).
-    const auto sent = pool.unpool(g * (high - yr), xi, index_i) + pool.unpool(g * (yi - high), xr, index_r);
+    const auto sent = pool.unpool(g * (high - yr_p), xi, index_i) + pool.unpool(g * (yi - high), xr_p, index_r_p);
     const auto gradient = pool.unpool(g, xi, index_i);
-    const auto m = ratio(sent, xi - xr, gradient, eps);
-    return {at::cat({m, at::zeros_like(m)}), Tensor(), Tensor(), Tensor(), Tensor()};
+    const auto m = ratio(sent, xi - xr_p, gradient, eps);
+    auto zero_shape = m.sizes().vec();
+    zero_shape[0] = xr.size(0);
+    return {at::cat({m, at::zeros(zero_shape, m.options())}), Tensor(), Tensor(), Tensor(), Tensor()};
   }
 
   // The same multipliers in one pass per pooling plane (a channel of one row): the winners' shares and gradients
   // are scattered into plane-sized scratch buffers, then divided by Δx. Inputs lifted to 2-d for 1-d pools;
-  // returns [mᵢ; 0] for the pair, lowered again.
+  // returns [mᵢ; 0] for the paired batch, lowered again.
   static Tensor fused_cpu(const Pool& pool, const Tensor& g, const Tensor& xi, const Tensor& xr, const Tensor& yi,
                           const Tensor& yr, const Tensor& index_i, const Tensor& index_r, double eps) {
-    const auto pairs = xi.size(0);
+    const auto inputs = xi.size(0), references = xr.size(0);
     auto shape = xi.sizes().vec();
-    shape[0] = 2 * pairs;
+    shape[0] = inputs + references;
     auto out = at::empty(shape, xi.options());
-    out.narrow(0, pairs, pairs).zero_();
+    out.narrow(0, inputs, references).zero_();
     const int spatial = pool.dims();
     std::int64_t in_plane = 1, out_plane = 1;
     for (int d = 0; d < spatial; ++d) {
       in_plane *= xi.size(xi.dim() - 1 - d);
       out_plane *= g.size(g.dim() - 1 - d);
     }
-    const auto planes = xi.numel() / in_plane;
+    const auto planes = xi.numel() / in_plane, planes_per_row = planes / inputs;
     AT_DISPATCH_FLOATING_TYPES(xi.scalar_type(), "deeplift_maxpool", [&] {
       const scalar_t* pxi = xi.data_ptr<scalar_t>();
       const scalar_t* pxr = xr.data_ptr<scalar_t>();
@@ -361,15 +396,17 @@ struct MaxPoolDelta : public torch::autograd::Function<MaxPoolDelta> {
         for (auto p = begin; p < end; ++p) {
           std::fill(sent.begin(), sent.end(), scalar_t(0));
           std::fill(grad.begin(), grad.end(), scalar_t(0));
-          const auto o0 = p * out_plane, i0 = p * in_plane;
+          // The same plane of the paired reference row.
+          const auto q = (p / planes_per_row % references) * planes_per_row + p % planes_per_row;
+          const auto o0 = p * out_plane, i0 = p * in_plane, r0 = q * out_plane, ri0 = q * in_plane;
           for (std::int64_t o = 0; o < out_plane; ++o) {
-            const scalar_t gi = pg[o0 + o], a = pyi[o0 + o], b = pyr[o0 + o], high = std::max(a, b);
+            const scalar_t gi = pg[o0 + o], a = pyi[o0 + o], b = pyr[r0 + o], high = std::max(a, b);
             sent[pii[o0 + o]] += gi * (high - b);
             grad[pii[o0 + o]] += gi;
-            sent[pir[o0 + o]] += gi * (a - high);
+            sent[pir[r0 + o]] += gi * (a - high);
           }
           for (std::int64_t k = 0; k < in_plane; ++k) {
-            const scalar_t dx = pxi[i0 + k] - pxr[i0 + k];
+            const scalar_t dx = pxi[i0 + k] - pxr[ri0 + k];
             pm[i0 + k] = std::abs(dx) >= e ? sent[k] / dx : grad[k];
           }
         }
@@ -441,9 +478,13 @@ class DeepLift : public Method {
     for (std::int64_t start = 0; start < n; start += chunk_inputs) {
       const auto len = std::min(chunk_inputs, n - start);
       const auto xi = x.narrow(0, start, len).repeat_interleave(r, 0);
-      std::vector<std::int64_t> times(static_cast<std::size_t>(x.dim()), 1);
-      times[0] = len;
-      const auto xr = refs.defined() ? refs.repeat(times) : ctx.baselines().narrow(0, start, len);
+      // Shared references run once: R rows for R references; one row when all baselines of the chunk are equal
+      // (a zero or mean-image baseline), which halves the work of the usual [x; x′] batch.
+      torch::Tensor xr = refs;
+      if (!xr.defined()) {
+        xr = ctx.baselines().narrow(0, start, len);
+        if (len > 1 && torch::equal(xr, xr.narrow(0, 0, 1).expand_as(xr))) xr = xr.narrow(0, 0, 1);
+      }
       const auto targets = ctx.targets().narrow(0, start, len).repeat_interleave(r, 0);
       run_chunk(ctx, sites, plan, *forward, xi, xr, targets, r, values, deltas, unused, f_pairs);
     }
@@ -540,7 +581,8 @@ class DeepLift : public Method {
                  const torch::Tensor& targets, std::int64_t r, std::vector<std::vector<torch::Tensor>>& values,
                  std::vector<std::vector<torch::Tensor>>& deltas, std::vector<bool>& unused,
                  std::vector<torch::Tensor>& f_pairs) const {
-    const auto pairs = xi.size(0);
+    const Pairing pair{xi.size(0), xr.size(0)};
+    const auto pairs = pair.inputs;
     torch::AutoGradMode grad_mode(true);
     const auto batch = torch::cat({xi, xr}).detach().requires_grad_(true);
     std::map<std::size_t, LinearPart> parts;  // per forward: the split linear layers, alive until backward
@@ -549,7 +591,7 @@ class DeepLift : public Method {
       switch (plan.actions[site]) {
         case Action::Rescale: {
           const auto& in = args.at(0);
-          return Multiply::apply(in, rescale_multiplier(s, in.detach(), y.detach(), pairs, eps_), y.detach());
+          return Multiply::apply(in, rescale_multiplier(s, in.detach(), y.detach(), pair, eps_), y.detach());
         }
         case Action::LinearBeforeRevealCancel: {
           const std::size_t a_index = s.op == "aten::addmm" ? 1 : 0;
@@ -559,27 +601,27 @@ class DeepLift : public Method {
           part.site = &s;
           part.weight = w;
           part.weight_abs = w.abs();
-          part.output_delta = (y.narrow(0, 0, pairs) - y.narrow(0, pairs, pairs)).detach();
+          part.output_delta = pair.delta(y).detach();
           part.input = a;
-          part.input_delta = (a.narrow(0, 0, pairs) - a.narrow(0, pairs, pairs)).detach();
+          part.input_delta = pair.delta(a).detach();
           return y;
         }
         case Action::RevealCancel: {
           const auto& part = parts.at(static_cast<std::size_t>(plan.partner[site]));
           const auto& in = args.at(0);
-          const auto xref = in.narrow(0, pairs, pairs).detach();
+          const auto xref = pair.expand(pair.reference_rows(in)).detach();
           const auto spread = part.apply(part.input_delta.abs(), part.weight_abs);
           const auto dx_pos = (part.output_delta + spread) * 0.5, dx_neg = (part.output_delta - spread) * 0.5;
           const auto f0 = apply(s, xref), fp = apply(s, xref + dx_pos), fn = apply(s, xref + dx_neg);
           const auto fb = apply(s, xref + dx_pos + dx_neg);
           const auto dy_pos = 0.5 * ((fp - f0) + (fb - fn));
           const auto dy_neg = 0.5 * ((fn - f0) + (fb - fp));
-          const auto slope = derivative(s, in.narrow(0, 0, pairs).detach());
+          const auto slope = derivative(s, pair.input_rows(in).detach());
           return RevealCancel::apply(part.input, y.detach(),
                                      ratio(dy_pos, dx_pos, slope, eps_), ratio(dy_neg, dx_neg, slope, eps_), &part);
         }
         case Action::MaxPool:
-          return MaxPoolDelta::apply(args.at(0), y.detach(), &s, pairs, eps_);
+          return MaxPoolDelta::apply(args.at(0), y.detach(), &s, pair, eps_);
         case Action::Keep:
           break;
       }
@@ -588,9 +630,10 @@ class DeepLift : public Method {
 
     std::vector<torch::Tensor> captured;
     const auto output = forward.forward(batch, taps::capture(captured), op_tap);
-    const auto f = ctx.objective()(output, torch::cat({targets, targets}));
-    const auto fi = f.narrow(0, 0, pairs), fr = f.narrow(0, pairs, pairs);
-    f_pairs.push_back(f.detach().view({2, pairs}));
+    // F of every pair's reference output for that pair's target.
+    const auto fi = ctx.objective()(pair.input_rows(output), targets);
+    const auto fr = ctx.objective()(pair.expand(pair.reference_rows(output)).detach(), targets).detach();
+    f_pairs.push_back(torch::stack({fi.detach(), fr}));
     std::vector<torch::Tensor> wrt(captured.begin(), captured.end());
     if (input_) wrt.push_back(batch);
     const auto grads = torch::autograd::grad({fi.sum()}, wrt, {}, /*retain_graph=*/false, /*create_graph=*/false,
@@ -599,7 +642,7 @@ class DeepLift : public Method {
     const auto change = (fi - fr).detach().view({n, r});
     for (std::size_t l = 0; l < wrt.size(); ++l) {
       const auto a = wrt[l].detach();
-      const auto da = a.narrow(0, 0, pairs) - a.narrow(0, pairs, pairs);
+      const auto da = pair.delta(a);
       torch::Tensor c;
       if (grads[l].defined()) {
         c = grads[l].narrow(0, 0, pairs) * da;

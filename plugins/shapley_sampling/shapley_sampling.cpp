@@ -375,13 +375,23 @@ class ShapleySampling : public Method {
     std::vector<torch::Tensor> captured;
     torch::Tensor act, ref, f_input, f_baseline;
     if (s_.reference_baseline) {
-      // Inputs and baselines in one head forward; their outputs give F(x) and F(x′) for the delta.
-      const auto out = tapped->forward(torch::cat({x, ctx.baselines()}), taps::capture(captured));
-      const auto f = ctx.objective()(out, torch::cat({ctx.targets(), ctx.targets()}));
+      // Inputs and baselines in one head forward; their outputs give F(x) and F(x′) for the delta. A baseline
+      // shared by all inputs (zeros, a mean image) runs once: N + 1 rows instead of 2N.
+      auto baselines = ctx.baselines();
+      if (batch > 1 && torch::equal(baselines, baselines.narrow(0, 0, 1).expand_as(baselines)))
+        baselines = baselines.narrow(0, 0, 1);
+      const auto refs = baselines.size(0);
+      const auto out = tapped->forward(torch::cat({x, baselines}), taps::capture(captured));
+      const auto lined_up = [&](const torch::Tensor& t) {  // the baselines' rows, one per input
+        auto rows = t.narrow(0, batch, refs);
+        auto sizes = rows.sizes().vec();
+        sizes[0] = batch;
+        return rows.expand(sizes);
+      };
       act = captured.at(0).narrow(0, 0, batch);
-      ref = captured.at(0).narrow(0, batch, batch);
-      f_input = f.narrow(0, 0, batch);
-      f_baseline = f.narrow(0, batch, batch);
+      ref = lined_up(captured.at(0));
+      f_input = ctx.objective()(out.narrow(0, 0, batch), ctx.targets());
+      f_baseline = ctx.objective()(lined_up(out), ctx.targets());
       ctx.provide_outputs(f_input, f_baseline);
     } else {
       // Only the activation is needed: stop the forward at the layer.

@@ -211,6 +211,51 @@ TEST(DeepLift, ExampleCnnSumsToDeltaThroughMaxPools) {
   EXPECT_LT(max_abs(r.get("gradient-pool", "classifier.2").delta), 1e-6);  // above the pools nothing is lost
 }
 
+// A baseline shared by all inputs runs once ([x; x′] of N + 1 rows); per-input baselines run paired (2N rows).
+// Both give every input the same values: the shared case against the paired one, on inputs whose baseline is
+// the same in both runs (only the last input's differs). Max pools (fused rule), Rescale and RevealCancel.
+TEST(DeepLift, SharedBaselineRunsOnceWithTheSameValues) {
+  torch::manual_seed(11);
+  struct Case {
+    std::string model;
+    torch::Tensor x, baseline;
+    std::vector<std::string> layers;
+  };
+  const std::vector<Case> cases{
+      {kExamples + "/fashion_cnn.pt", galvani::load_tensor(kExamples + "/fashion_test.pt").narrow(0, 0, 5).to(torch::kDouble),
+       torch::rand({1, 28, 28}, torch::kDouble) * 0.3, {"features.1", "features.4", "classifier.2"}},
+      {mlp(), mlp_inputs().narrow(0, 0, 5), torch::randn({4}, torch::kDouble), {"act1", "act2"}}};
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.model);
+    const auto n = c.x.size(0);
+    std::vector<int64_t> shape{n};
+    shape.insert(shape.end(), c.baseline.sizes().begin(), c.baseline.sizes().end());
+    const auto shared = c.baseline.unsqueeze(0).expand(shape).contiguous();
+    auto paired = shared.clone();
+    paired[n - 1] = -paired[n - 1];
+    const std::string methods = deeplift(c.layers, "input = true\nnonlinear_rule = \"rescale\"", "rescale") +
+                                deeplift(c.layers, "input = true", "default");
+    const auto one = run(c.model, c.x, methods, "baselines = \"" + save_temp_tensor(shared, "shared.pt") + "\"");
+    const auto two = run(c.model, c.x, methods, "baselines = \"" + save_temp_tensor(paired, "paired.pt") + "\"");
+    auto layers = c.layers;
+    layers.push_back("input");
+    for (const std::string method : {"rescale", "default"})
+      for (const auto& l : layers) {
+        SCOPED_TRACE(method + " " + l);
+        const auto& a = one.get(method, l);
+        const auto& b = two.get(method, l);
+        EXPECT_GT(max_abs(a.values), 1e-3);
+        EXPECT_TRUE(torch::allclose(a.values.narrow(0, 0, n - 1), b.values.narrow(0, 0, n - 1), 1e-10, 1e-12));
+        EXPECT_TRUE(torch::allclose(a.delta.narrow(0, 0, n - 1), b.delta.narrow(0, 0, n - 1), 1e-10, 1e-12));
+        EXPECT_FALSE(torch::allclose(a.values[n - 1], b.values[n - 1], 1e-6, 1e-6));  // its baseline differs
+        EXPECT_LT(max_abs(a.delta), 1e-6);
+        EXPECT_LT(max_abs(b.delta), 1e-6);
+      }
+    EXPECT_TRUE(torch::allclose(one.result.f_baseline.narrow(0, 0, n - 1), two.result.f_baseline.narrow(0, 0, n - 1),
+                                1e-12, 1e-12));
+  }
+}
+
 TEST(DeepLift, Resnet18TracedAndScriptedSumToDelta) {
   if (large_fixture("resnet18_refs.pt").empty()) GTEST_SKIP() << "resnet18 fixtures were not generated";
   torch::manual_seed(0);

@@ -145,6 +145,25 @@ TEST(ShapleySampling, ExactEnumerationMatchesBruteForcePermutationAverage) {
   EXPECT_GT(r.values.select(1, 0).abs().min().item<double>(), 1e-3);  // not trivially zero
 }
 
+// A baseline shared by all inputs runs through the head once (N + 1 rows, not 2N): the same values, errors and
+// deltas as per-input baselines for the inputs whose baseline is the same (only the last one's differs).
+TEST(ShapleySampling, SharedBaselineRunsOnceWithTheSameValues) {
+  const auto shared = baselines().narrow(0, 0, 1).expand({3, 2}).contiguous();
+  auto paired = shared.clone();
+  paired[2] = torch::tensor({0.5, -0.6}, torch::kDouble);
+  for (const std::string method : {"exact = true\n", "max_permutations = 6\nseed = 4\n"}) {
+    SCOPED_TRACE(method);
+    const auto one = shapley(six_units(), method, "", inputs(), shared);
+    const auto two = shapley(six_units(), method, "", inputs(), paired);
+    EXPECT_TRUE(torch::allclose(one.values.narrow(0, 0, 2), two.values.narrow(0, 0, 2), 1e-12, 1e-12));
+    EXPECT_TRUE(torch::allclose(one.delta.narrow(0, 0, 2), two.delta.narrow(0, 0, 2), 1e-12, 1e-12));
+    EXPECT_FALSE(torch::allclose(one.values[2], two.values[2], 1e-6, 1e-6));
+    EXPECT_GT(one.values.abs().max().item<double>(), 1e-3);
+    EXPECT_LT(one.delta.abs().max().item<double>(), 1e-12);
+    EXPECT_LT(two.delta.abs().max().item<double>(), 1e-12);
+  }
+}
+
 TEST(ShapleySampling, LinearTailGivesWeightTimesDifferenceWithZeroError) {
   // F = Σ wᵢ·hᵢ: every marginal contribution is wᵢ·(aᵢ − rᵢ), whatever the coalition.
   const auto model = save_script_model(
