@@ -8,7 +8,8 @@
 // pools are swapped, through op taps, for autograd functions whose backward applies a DeepLIFT multiplier,
 // computed in the forward from the pair's two rows. One backward from F of the input rows then gives the
 // multipliers m of every tapped layer, and the contributions are C = m · (a(x) − a(r)). They sum to
-// F(x) − F(r) at every complete layer cut (summation-to-delta); the deviation is reported per input.
+// F(x) − F(r) at every complete layer cut (summation-to-delta); the deviation is reported per input. Unless the
+// input is attributed, the tapped layers are the leaves of the backward, and the ops below them run without rules.
 //
 // Rules for elementwise nonlinearities y = f(x):
 //  - Rescale: m = Δy / Δx (the derivative at x where |Δx| < eps).
@@ -29,6 +30,7 @@
 #include <torch/csrc/autograd/custom_function.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cmath>
 #include <map>
@@ -321,38 +323,92 @@ struct Pool {
   }
 };
 
-// Max pool, sum-to-delta rule (see the file comment), on the paired batch x = [xᵢ; xᵣ].
+// The window geometry of a max pool on the CPU, lifted to three spatial dimensions (leading ones of size 1).
+struct Window {
+  std::array<std::int64_t, 3> kernel{1, 1, 1}, stride{1, 1, 1}, padding{0, 0, 0}, dilation{1, 1, 1};
+  std::array<std::int64_t, 3> in{1, 1, 1}, out{1, 1, 1};
+  std::int64_t in_plane() const { return in[0] * in[1] * in[2]; }
+  std::int64_t out_plane() const { return out[0] * out[1] * out[2]; }
+
+  // `x` and `y` lifted to 2-d for 1-d pools (Pool::lift). One-element lists apply to every dimension.
+  Window(const Pool& pool, const Tensor& x, const Tensor& y) {
+    const int dims = pool.dims(), skip = 3 - dims;
+    const auto fill = [&](std::array<std::int64_t, 3>& to, std::vector<std::int64_t> from) {
+      if (from.size() == 1) from.assign(static_cast<std::size_t>(dims), from[0]);
+      for (int d = 0; d < dims; ++d) to[static_cast<std::size_t>(skip + d)] = from.at(static_cast<std::size_t>(d));
+    };
+    fill(kernel, pool.kernel());
+    fill(stride, pool.stride());
+    fill(padding, pool.arg(3, 0));
+    fill(dilation, pool.arg(4, 1));
+    for (int d = 0; d < dims; ++d) {
+      in[static_cast<std::size_t>(skip + d)] = x.size(x.dim() - dims + d);
+      out[static_cast<std::size_t>(skip + d)] = y.size(y.dim() - dims + d);
+    }
+  }
+
+  // Calls f(o, k) for every output o of a plane, in order, with k the position of its winner in the input
+  // plane: the first maximum of its window, as ATen's pools pick it (NaN wins). Nested loops without divisions:
+  // this scan is most of the rule's cost.
+  template <typename T, typename F>
+  void for_each_winner(const T* plane, F&& f) const {
+    std::int64_t o = 0;
+    for (std::int64_t od = 0; od < out[0]; ++od) {
+      const std::int64_t d0 = od * stride[0] - padding[0];
+      for (std::int64_t oh = 0; oh < out[1]; ++oh) {
+        const std::int64_t h0 = oh * stride[1] - padding[1];
+        for (std::int64_t ow = 0; ow < out[2]; ++ow, ++o) {
+          const std::int64_t w0 = ow * stride[2] - padding[2];
+          std::int64_t best = -1;
+          T high = 0;
+          for (std::int64_t kd = 0; kd < kernel[0]; ++kd) {
+            const std::int64_t d = d0 + kd * dilation[0];
+            if (d < 0 || d >= in[0]) continue;
+            for (std::int64_t kh = 0; kh < kernel[1]; ++kh) {
+              const std::int64_t h = h0 + kh * dilation[1];
+              if (h < 0 || h >= in[1]) continue;
+              const std::int64_t row = (d * in[1] + h) * in[2];
+              for (std::int64_t kw = 0; kw < kernel[2]; ++kw) {
+                const std::int64_t w = w0 + kw * dilation[2];
+                if (w < 0 || w >= in[2]) continue;
+                const T v = plane[row + w];
+                if (best < 0 || v > high || v != v) best = row + w, high = v;
+              }
+            }
+          }
+          f(o, best);
+        }
+      }
+    }
+  }
+};
+
+// Max pool, sum-to-delta rule (see the file comment), on the paired batch x = [xᵢ; xᵣ]. The forward keeps the
+// graph's own pooled output (no second pool); the backward finds the winners.
 struct MaxPoolDelta : public torch::autograd::Function<MaxPoolDelta> {
   static Tensor forward(AutogradContext* ctx, const Tensor& x, const Tensor& y, const OpSite* site,
                         const Pairing& pair, double eps) {
-    const Pool pool{site};
-    const auto xi = pair.input_rows(x).detach(), xr = pair.reference_rows(x).detach();
-    auto [yi, index_i] = pool.forward(xi);
-    auto [yr, index_r] = pool.forward(xr);
-    ctx->saved_data["xi"] = xi;
-    ctx->saved_data["xr"] = xr;
-    ctx->saved_data["yi"] = yi;
-    ctx->saved_data["yr"] = yr;
-    ctx->saved_data["index_i"] = index_i;
-    ctx->saved_data["index_r"] = index_r;
+    // Views, not copies: no in-place op follows in the op graph (see Multiply).
+    ctx->saved_data["x"] = x.detach();
+    ctx->saved_data["y"] = y.detach();
+    ctx->saved_data["inputs"] = pair.inputs;
     ctx->saved_data["site"] = reinterpret_cast<std::int64_t>(site);
     ctx->saved_data["eps"] = eps;
-    return y.detach();  // not a copy: no in-place op follows in the op graph (see Multiply)
+    return y.detach();
   }
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const Pool pool{reinterpret_cast<const OpSite*>(ctx->saved_data["site"].toInt())};
-    const auto xi = ctx->saved_data["xi"].toTensor(), xr = ctx->saved_data["xr"].toTensor();
-    // Saved as pooled (1-d pools: already lifted to 2-d).
-    const auto yi = ctx->saved_data["yi"].toTensor(), yr = ctx->saved_data["yr"].toTensor();
-    const auto index_i = ctx->saved_data["index_i"].toTensor(), index_r = ctx->saved_data["index_r"].toTensor();
-    const auto g = pool.lift(grads[0].narrow(0, 0, xi.size(0))).contiguous();
+    const auto x = ctx->saved_data["x"].toTensor(), y = ctx->saved_data["y"].toTensor();
+    const Pairing pair{ctx->saved_data["inputs"].toInt(), x.size(0) - ctx->saved_data["inputs"].toInt()};
+    const auto xi = pair.input_rows(x), xr = pair.reference_rows(x);
+    const auto g = pool.lift(grads[0].narrow(0, 0, pair.inputs)).contiguous();
     const double eps = ctx->saved_data["eps"].toDouble();
-    if (xi.is_cpu() && xi.is_contiguous() && xr.is_contiguous())
-      return {fused_cpu(pool, g, pool.lift(xi), pool.lift(xr), yi.contiguous(), yr.contiguous(), index_i.contiguous(),
-                        index_r.contiguous(), eps),
-              Tensor(), Tensor(), Tensor(), Tensor()};
+    if (x.is_cpu())
+      return {fused_cpu(pool, g, pool.lift(x).contiguous(), pool.lift(y).contiguous(), pair, eps), Tensor(), Tensor(),
+              Tensor(), Tensor()};
+    const auto [yi, index_i] = pool.forward(xi);
+    const auto [yr, index_r] = pool.forward(xr);
     // The reference rows lined up with the input rows.
-    const Pairing pair{xi.size(0), xr.size(0)};
     const auto xr_p = pair.expand(xr).contiguous(), yr_p = pair.expand(yr), index_r_p = pair.expand(index_r).contiguous();
     const auto high = at::maximum(yi, yr_p);
     // The input's winners carry max(yᵢ, yᵣ) − yᵣ, the reference's winners yᵢ − max(yᵢ, yᵣ).
@@ -360,54 +416,68 @@ struct MaxPoolDelta : public torch::autograd::Function<MaxPoolDelta> {
     const auto gradient = pool.unpool(g, xi, index_i);
     const auto m = ratio(sent, xi - xr_p, gradient, eps);
     auto zero_shape = m.sizes().vec();
-    zero_shape[0] = xr.size(0);
+    zero_shape[0] = pair.references;
     return {at::cat({m, at::zeros(zero_shape, m.options())}), Tensor(), Tensor(), Tensor(), Tensor()};
   }
 
-  // The same multipliers in one pass per pooling plane (a channel of one row): the winners' shares and gradients
-  // are scattered into plane-sized scratch buffers, then divided by Δx. Inputs lifted to 2-d for 1-d pools;
-  // returns [mᵢ; 0] for the paired batch, lowered again.
-  static Tensor fused_cpu(const Pool& pool, const Tensor& g, const Tensor& xi, const Tensor& xr, const Tensor& yi,
-                          const Tensor& yr, const Tensor& index_i, const Tensor& index_r, double eps) {
-    const auto inputs = xi.size(0), references = xr.size(0);
-    auto shape = xi.sizes().vec();
-    shape[0] = inputs + references;
-    auto out = at::empty(shape, xi.options());
+  // The same multipliers in one pass per pooling plane (a channel of one row): each output's winners in the
+  // input and in the reference plane get its share and gradient in plane-sized scratch buffers, which are then
+  // divided by Δx. The reference planes' winners are found once, however many inputs share them. x and y are the
+  // whole paired batch (lifted to 2-d for 1-d pools); returns [mᵢ; 0], lowered again.
+  static Tensor fused_cpu(const Pool& pool, const Tensor& g, const Tensor& x, const Tensor& y, const Pairing& pair,
+                          double eps) {
+    const Window window(pool, x, y);
+    const std::int64_t in_plane = window.in_plane(), out_plane = window.out_plane();
+    const auto planes_per_row = x[0].numel() / in_plane;
+    const auto inputs = pair.inputs, references = pair.references;
+    auto out = at::empty_like(x);
     out.narrow(0, inputs, references).zero_();
-    const int spatial = pool.dims();
-    std::int64_t in_plane = 1, out_plane = 1;
-    for (int d = 0; d < spatial; ++d) {
-      in_plane *= xi.size(xi.dim() - 1 - d);
-      out_plane *= g.size(g.dim() - 1 - d);
-    }
-    const auto planes = xi.numel() / in_plane, planes_per_row = planes / inputs;
-    AT_DISPATCH_FLOATING_TYPES(xi.scalar_type(), "deeplift_maxpool", [&] {
-      const scalar_t* pxi = xi.data_ptr<scalar_t>();
-      const scalar_t* pxr = xr.data_ptr<scalar_t>();
-      const scalar_t* pyi = yi.data_ptr<scalar_t>();
-      const scalar_t* pyr = yr.data_ptr<scalar_t>();
+    auto reference_winners = at::empty({references * planes_per_row * out_plane}, x.options().dtype(at::kLong));
+    std::int64_t* pw = reference_winners.data_ptr<std::int64_t>();
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "deeplift_maxpool", [&] {
+      const scalar_t* px = x.data_ptr<scalar_t>();
+      const scalar_t* py = y.data_ptr<scalar_t>();
       const scalar_t* pg = g.data_ptr<scalar_t>();
-      const std::int64_t* pii = index_i.data_ptr<std::int64_t>();
-      const std::int64_t* pir = index_r.data_ptr<std::int64_t>();
       scalar_t* pm = out.data_ptr<scalar_t>();
+      const std::int64_t input_planes = inputs * planes_per_row, reference_planes = references * planes_per_row;
+      // Plane p of the batch starts at p·in_plane in x and p·out_plane in y; reference planes follow the inputs'.
+      at::parallel_for(0, reference_planes, 1, [&](std::int64_t begin, std::int64_t end) {
+        for (auto q = begin; q < end; ++q)
+          window.for_each_winner(px + (input_planes + q) * in_plane,
+                                 [&](std::int64_t o, std::int64_t k) { pw[q * out_plane + o] = k; });
+      });
       const auto e = static_cast<scalar_t>(eps);
-      at::parallel_for(0, planes, 1, [&](std::int64_t begin, std::int64_t end) {
+      at::parallel_for(0, input_planes, 1, [&](std::int64_t begin, std::int64_t end) {
+        // Scratch, zero between planes: only winners are written, and reset after use.
         std::vector<scalar_t> sent(static_cast<std::size_t>(in_plane)), grad(static_cast<std::size_t>(in_plane));
+        std::vector<std::int64_t> winners(static_cast<std::size_t>(out_plane));
         for (auto p = begin; p < end; ++p) {
-          std::fill(sent.begin(), sent.end(), scalar_t(0));
-          std::fill(grad.begin(), grad.end(), scalar_t(0));
           // The same plane of the paired reference row.
           const auto q = (p / planes_per_row % references) * planes_per_row + p % planes_per_row;
-          const auto o0 = p * out_plane, i0 = p * in_plane, r0 = q * out_plane, ri0 = q * in_plane;
+          const scalar_t* xi = px + p * in_plane;
+          const scalar_t* xr = px + (input_planes + q) * in_plane;
+          const scalar_t* yi = py + p * out_plane;
+          const scalar_t* yr = py + (input_planes + q) * out_plane;
+          const scalar_t* gp = pg + p * out_plane;
+          const std::int64_t* wr = pw + q * out_plane;
+          window.for_each_winner(xi, [&](std::int64_t o, std::int64_t wi) {
+            const scalar_t gi = gp[o], a = yi[o], b = yr[o], high = std::max(a, b);
+            winners[o] = wi;
+            sent[wi] += gi * (high - b);
+            grad[wi] += gi;
+            sent[wr[o]] += gi * (a - high);
+          });
+          // Only winners have a nonzero multiplier.
+          scalar_t* m = pm + p * in_plane;
+          std::fill(m, m + in_plane, scalar_t(0));
+          const auto finish = [&](std::int64_t k) {
+            const scalar_t dx = xi[k] - xr[k];
+            m[k] = std::abs(dx) >= e ? sent[k] / dx : grad[k];
+          };
+          for (std::int64_t o = 0; o < out_plane; ++o) finish(winners[o]), finish(wr[o]);
           for (std::int64_t o = 0; o < out_plane; ++o) {
-            const scalar_t gi = pg[o0 + o], a = pyi[o0 + o], b = pyr[r0 + o], high = std::max(a, b);
-            sent[pii[o0 + o]] += gi * (high - b);
-            grad[pii[o0 + o]] += gi;
-            sent[pir[r0 + o]] += gi * (a - high);
-          }
-          for (std::int64_t k = 0; k < in_plane; ++k) {
-            const scalar_t dx = pxi[i0 + k] - pxr[ri0 + k];
-            pm[i0 + k] = std::abs(dx) >= e ? sent[k] / dx : grad[k];
+            sent[winners[o]] = grad[winners[o]] = 0;
+            sent[wr[o]] = grad[wr[o]] = 0;
           }
         }
       });
@@ -584,10 +654,23 @@ class DeepLift : public Method {
     const Pairing pair{xi.size(0), xr.size(0)};
     const auto pairs = pair.inputs;
     torch::AutoGradMode grad_mode(true);
-    const auto batch = torch::cat({xi, xr}).detach().requires_grad_(true);
+    // Only the part of the network between the tapped layers and F needs multipliers: the batch requires grad
+    // only when the input is attributed, otherwise each tapped layer that does not already depend on an earlier
+    // one becomes a leaf. Ops whose inputs do not require grad lie upstream of every layer the backward reaches:
+    // they run as they are, without rules (on a CNN tapped halfway, half of the rules' elementwise work).
+    const auto batch = torch::cat({xi, xr}).detach().requires_grad_(input_);
+    std::vector<torch::Tensor> captured;
+    const TapFn layer_tap = [&captured](std::size_t i, const torch::Tensor& y) {
+      if (captured.size() <= i) captured.resize(i + 1);
+      captured[i] = y.requires_grad() ? y : y.detach().requires_grad_(true);
+      return captured[i].clone();  // in-place ops after the layer must not write into the captured tensor
+    };
     std::map<std::size_t, LinearPart> parts;  // per forward: the split linear layers, alive until backward
     const OpTapFn op_tap = [&](std::size_t site, const torch::Tensor& y, const std::vector<torch::Tensor>& args) {
       const OpSite& s = sites[site];
+      const bool reached =
+          std::any_of(args.begin(), args.end(), [](const auto& a) { return a.defined() && a.requires_grad(); });
+      if (!reached) return y;
       switch (plan.actions[site]) {
         case Action::Rescale: {
           const auto& in = args.at(0);
@@ -596,6 +679,7 @@ class DeepLift : public Method {
         case Action::LinearBeforeRevealCancel: {
           const std::size_t a_index = s.op == "aten::addmm" ? 1 : 0;
           const auto& a = args.at(a_index);
+          if (!a.requires_grad()) return y;  // only its weights require grad: no tapped layer lies below
           const auto& w = args.at(a_index + 1).detach();
           LinearPart& part = parts[site];
           part.site = &s;
@@ -607,7 +691,10 @@ class DeepLift : public Method {
           return y;
         }
         case Action::RevealCancel: {
-          const auto& part = parts.at(static_cast<std::size_t>(plan.partner[site]));
+          const auto found = parts.find(static_cast<std::size_t>(plan.partner[site]));
+          // The linear layer's input does not require grad (only its weights do): no layer is reached through it.
+          if (found == parts.end()) return y;
+          const auto& part = found->second;
           const auto& in = args.at(0);
           const auto xref = pair.expand(pair.reference_rows(in)).detach();
           const auto spread = part.apply(part.input_delta.abs(), part.weight_abs);
@@ -628,16 +715,18 @@ class DeepLift : public Method {
       return y;
     };
 
-    std::vector<torch::Tensor> captured;
-    const auto output = forward.forward(batch, taps::capture(captured), op_tap);
+    const auto output = forward.forward(batch, layer_tap, op_tap);
     // F of every pair's reference output for that pair's target.
     const auto fi = ctx.objective()(pair.input_rows(output), targets);
     const auto fr = ctx.objective()(pair.expand(pair.reference_rows(output)).detach(), targets).detach();
     f_pairs.push_back(torch::stack({fi.detach(), fr}));
     std::vector<torch::Tensor> wrt(captured.begin(), captured.end());
     if (input_) wrt.push_back(batch);
-    const auto grads = torch::autograd::grad({fi.sum()}, wrt, {}, /*retain_graph=*/false, /*create_graph=*/false,
-                                             /*allow_unused=*/true);
+    // F does not depend on any tapped layer when none of them influences it.
+    const auto grads = fi.requires_grad()
+                           ? torch::autograd::grad({fi.sum()}, wrt, {}, /*retain_graph=*/false,
+                                                   /*create_graph=*/false, /*allow_unused=*/true)
+                           : variable_list(wrt.size());
     const auto n = pairs / r;
     const auto change = (fi - fr).detach().view({n, r});
     for (std::size_t l = 0; l < wrt.size(); ++l) {

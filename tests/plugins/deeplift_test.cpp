@@ -256,6 +256,48 @@ TEST(DeepLift, SharedBaselineRunsOnceWithTheSameValues) {
   }
 }
 
+// Without `input = true` the tapped layers are the backward's leaves and the ops below the shallowest one run
+// without rules; the values are those of a run that attributes the input too (where every op has its rule).
+// One deep layer, layers on both sides of a max pool and a dense layer, and resnet18's residual blocks.
+TEST(DeepLift, LayersAloneMatchTheRunWithTheInput) {
+  struct Case {
+    std::string model;
+    torch::Tensor x;
+    std::vector<std::vector<std::string>> layer_sets;
+    std::string baselines;
+  };
+  torch::manual_seed(5);
+  std::vector<Case> cases{{kExamples + "/fashion_cnn.pt",
+                           galvani::load_tensor(kExamples + "/fashion_test.pt").narrow(0, 0, 4).to(torch::kDouble),
+                           {{"features.4"}, {"features.1", "features.5", "classifier.2"}},
+                           save_temp_tensor(torch::rand({4, 1, 28, 28}, torch::kDouble) * 0.3, "cnn_refs.pt")}};
+  if (!large_fixture("resnet18_refs.pt").empty())
+    cases.push_back({large_fixture("resnet18_traced.pt"), torch::rand({2, 3, 64, 64}, torch::kDouble),
+                     {{"layer2"}, {"layer1.0", "layer3"}},
+                     save_temp_tensor(torch::rand({2, 3, 64, 64}, torch::kDouble) * 0.5, "resnet_layer_refs.pt")});
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.model);
+    for (const auto& layers : c.layer_sets) {
+      SCOPED_TRACE(layers.front());
+      const auto r = run(c.model, c.x,
+                         deeplift(layers, "", "alone") + deeplift(layers, "input = true", "with-input") +
+                             deeplift(layers, "nonlinear_rule = \"rescale\"", "rescale-alone") +
+                             deeplift(layers, "nonlinear_rule = \"rescale\"\ninput = true", "rescale-with-input"),
+                         "baselines = \"" + c.baselines + "\"");
+      for (const std::string rule : {"", "rescale-"})
+        for (const auto& l : layers) {
+          SCOPED_TRACE(rule + l);
+          const auto& alone = r.get(rule + "alone", l);
+          const auto& with_input = r.get(rule + "with-input", l);
+          EXPECT_GT(max_abs(alone.values), 1e-3);
+          EXPECT_TRUE(torch::allclose(alone.values, with_input.values, 1e-10, 1e-12));
+          EXPECT_TRUE(torch::allclose(alone.delta, with_input.delta, 1e-10, 1e-12));
+          EXPECT_LT(max_abs(alone.delta), 1e-6);
+        }
+    }
+  }
+}
+
 TEST(DeepLift, Resnet18TracedAndScriptedSumToDelta) {
   if (large_fixture("resnet18_refs.pt").empty()) GTEST_SKIP() << "resnet18 fixtures were not generated";
   torch::manual_seed(0);
@@ -327,4 +369,33 @@ TEST(DeepLift, OverlappingOneDimensionalPoolSumsToDelta) {
   const auto c = r.get("deeplift", "input").values.view({7});
   const double expected[7] = {0.0, 0.0, 0.7 * 1.5 + -1.3 * 1.4, 0.0, 0.4 * -0.3, 0.0, 0.0};
   for (int k = 0; k < 7; ++k) EXPECT_NEAR(c[k].item<double>(), expected[k], 1e-6) << k;
+}
+
+// The sum-to-delta pool rule on a 2-d pool with padding, stride, dilation and ceil mode, two channels: each
+// window's share goes to the input's and the reference's winners as ATen's own pool picks them.
+TEST(DeepLift, TwoDimensionalPoolSendsSharesToTheWinners) {
+  torch::manual_seed(8);
+  // Pooled: 2 channels × 4 × 4 (height: kernel 3, stride 2, padding 1, ceil; width: kernel 2, dilation 2).
+  const auto w6 = torch::round(torch::randn({32}, torch::kDouble) * 1e6) / 1e6;  // exactly as printed below
+  std::string literal;
+  for (int k = 0; k < 32; ++k) literal += (k ? ", " : "") + std::to_string(w6[k].item<double>());
+  const auto w = w6.to(torch::kFloat).to(torch::kDouble);  // a tensor literal is float32 in the model
+  const auto model = save_script_model(
+      "pool2d",
+      {{"pool", "def forward(self, x):\n  return torch.max_pool2d(x, [3, 2], [2, 1], [1, 0], [1, 2], True)\n"},
+       {"fc", "def forward(self, x):\n  return torch.linear(x.flatten(1), torch.tensor([[" + literal + "]]).double())\n"}},
+      "def forward(self, x):\n  return self.fc.forward(self.pool.forward(x))\n");
+  const auto x = torch::randn({1, 2, 7, 6}, torch::kDouble), xr = torch::randn({1, 2, 7, 6}, torch::kDouble);
+  const auto r = run(model, x, deeplift({"pool"}, "input = true"),
+                     "target = \"0\"\nbaselines = \"" + save_temp_tensor(xr, "pool2d_ref.pt") + "\"");
+  const auto [yi, ii] = at::max_pool2d_with_indices(x, {3, 2}, {2, 1}, {1, 0}, {1, 2}, true);
+  const auto [yr, ir] = at::max_pool2d_with_indices(xr, {3, 2}, {2, 1}, {1, 0}, {1, 2}, true);
+  ASSERT_EQ(yi.sizes(), (std::vector<int64_t>{1, 2, 4, 4}));
+  const auto g = w.view_as(yi), high = torch::maximum(yi, yr);
+  const auto shares = torch::zeros({1, 2, 42}, torch::kDouble)
+                          .scatter_add(2, ii.flatten(2), (g * (high - yr)).flatten(2))
+                          .scatter_add(2, ir.flatten(2), (g * (yi - high)).flatten(2));
+  EXPECT_GT(max_abs(shares), 0.1);
+  EXPECT_TRUE(torch::allclose(r.get("deeplift", "input").values, shares.view_as(x), 1e-10, 1e-10));
+  EXPECT_LT(max_abs(r.get("deeplift", "input").delta), 1e-10);
 }
