@@ -77,8 +77,8 @@ void BM_DeepLift(benchmark::State& state, const std::string& name, const std::st
 
 // The runner with gradient × activation: its endpoint pass is a forward+backward of the same 2N rows, so
 // this is the floor plus what every run does besides (F(x) and F(x′) for the summary, checks, concatenation).
-void BM_Runner(benchmark::State& state, const std::string& name) {
-  auto plan = make(cases().at(name), "", static_cast<int>(state.range(0)), false, "gradient-x-activation");
+void BM_Runner(benchmark::State& state, const std::string& name, bool distinct) {
+  auto plan = make(cases().at(name), "", static_cast<int>(state.range(0)), distinct, "gradient-x-activation");
   for (auto _ : state) benchmark::DoNotOptimize(galvani::core::execute(*plan));
 }
 
@@ -93,7 +93,8 @@ void register_all() {
     if (!std::filesystem::exists(cases().at(model).model)) continue;
     galvani::bench::add("floor-2n/" + model, BM_Floor, model, false);
     galvani::bench::add("floor-2n-distinct/" + model, BM_Floor, model, true);
-    galvani::bench::add("runner-gxa/" + model, BM_Runner, model);
+    galvani::bench::add("runner-gxa/" + model, BM_Runner, model, false);
+    galvani::bench::add("runner-gxa-distinct/" + model, BM_Runner, model, true);
     for (const auto& [label, options] : variants) {
       galvani::bench::add(label + "/" + model, BM_DeepLift, model, options, false);
       galvani::bench::add(label + "-distinct/" + model, BM_DeepLift, model, options, true);

@@ -298,6 +298,30 @@ TEST(DeepLift, LayersAloneMatchTheRunWithTheInput) {
   }
 }
 
+// In float32 the CPU runs RevealCancel's dense products through oneDNN and the pool rule in float: the values are
+// those of the float64 run to float32 precision, and still sum to delta. One shard of 70 inputs: the products
+// run in several blocks of rows.
+TEST(DeepLift, Float32MatchesFloat64) {
+  const auto x = galvani::load_tensor(kExamples + "/fashion_test.pt").narrow(0, 0, 70);
+  const auto inputs = save_temp_tensor(x, "deeplift_f32_inputs.pt");
+  const std::vector<std::string> layers{"features.1", "features.4", "classifier.2"};
+  const auto config = [&](const std::string& dtype) {
+    return "[model]\npath = \"" + kExamples + "/fashion_cnn.pt\"\ndtype = \"" + dtype + "\"\n[data]\ninputs = \"" +
+           inputs + "\"\n[run]\nthreads = 1\nshard_size = 70\n" + deeplift(layers, "input = true", "default") +
+           deeplift(layers, "nonlinear_rule = \"reveal-cancel\"", "reveal-cancel");
+  };
+  const auto single = run_config(config("float32"));
+  const auto twice = run_config(config("float64"));
+  for (const std::string method : {"default", "reveal-cancel"})
+    for (const auto& l : layers) {
+      SCOPED_TRACE(method + " " + l);
+      const auto a = single.get(method, l).values.to(torch::kDouble), b = twice.get(method, l).values;
+      EXPECT_GT(max_abs(b), 1e-2);
+      EXPECT_LT(max_abs(a - b), 1e-4 * max_abs(b));
+      EXPECT_LT(max_abs(single.get(method, l).delta), 1e-3);
+    }
+}
+
 TEST(DeepLift, Resnet18TracedAndScriptedSumToDelta) {
   if (large_fixture("resnet18_refs.pt").empty()) GTEST_SKIP() << "resnet18 fixtures were not generated";
   torch::manual_seed(0);
@@ -371,31 +395,44 @@ TEST(DeepLift, OverlappingOneDimensionalPoolSumsToDelta) {
   for (int k = 0; k < 7; ++k) EXPECT_NEAR(c[k].item<double>(), expected[k], 1e-6) << k;
 }
 
-// The sum-to-delta pool rule on a 2-d pool with padding, stride, dilation and ceil mode, two channels: each
-// window's share goes to the input's and the reference's winners as ATen's own pool picks them.
+// The sum-to-delta pool rule on 2-d pools, two channels of 7 × 6: each window's share goes to the input's and
+// the reference's winners as ATen's own pool picks them. One pool with padding, stride, dilation and ceil mode
+// (pooled 4 × 4), and the plain 2 × 2 pool (3 × 3, the last row dropped), which has a loop of its own.
 TEST(DeepLift, TwoDimensionalPoolSendsSharesToTheWinners) {
+  struct Pool {
+    std::vector<int64_t> kernel, stride, padding, dilation;
+    bool ceil;
+    std::string args;
+    int64_t pooled;
+  };
+  const std::vector<Pool> pools{{{3, 2}, {2, 1}, {1, 0}, {1, 2}, true, "[3, 2], [2, 1], [1, 0], [1, 2], True", 4},
+                                {{2, 2}, {2, 2}, {0, 0}, {1, 1}, false, "[2, 2], [2, 2], [0, 0], [1, 1], False", 3}};
   torch::manual_seed(8);
-  // Pooled: 2 channels × 4 × 4 (height: kernel 3, stride 2, padding 1, ceil; width: kernel 2, dilation 2).
-  const auto w6 = torch::round(torch::randn({32}, torch::kDouble) * 1e6) / 1e6;  // exactly as printed below
-  std::string literal;
-  for (int k = 0; k < 32; ++k) literal += (k ? ", " : "") + std::to_string(w6[k].item<double>());
-  const auto w = w6.to(torch::kFloat).to(torch::kDouble);  // a tensor literal is float32 in the model
-  const auto model = save_script_model(
-      "pool2d",
-      {{"pool", "def forward(self, x):\n  return torch.max_pool2d(x, [3, 2], [2, 1], [1, 0], [1, 2], True)\n"},
-       {"fc", "def forward(self, x):\n  return torch.linear(x.flatten(1), torch.tensor([[" + literal + "]]).double())\n"}},
-      "def forward(self, x):\n  return self.fc.forward(self.pool.forward(x))\n");
-  const auto x = torch::randn({1, 2, 7, 6}, torch::kDouble), xr = torch::randn({1, 2, 7, 6}, torch::kDouble);
-  const auto r = run(model, x, deeplift({"pool"}, "input = true"),
-                     "target = \"0\"\nbaselines = \"" + save_temp_tensor(xr, "pool2d_ref.pt") + "\"");
-  const auto [yi, ii] = at::max_pool2d_with_indices(x, {3, 2}, {2, 1}, {1, 0}, {1, 2}, true);
-  const auto [yr, ir] = at::max_pool2d_with_indices(xr, {3, 2}, {2, 1}, {1, 0}, {1, 2}, true);
-  ASSERT_EQ(yi.sizes(), (std::vector<int64_t>{1, 2, 4, 4}));
-  const auto g = w.view_as(yi), high = torch::maximum(yi, yr);
-  const auto shares = torch::zeros({1, 2, 42}, torch::kDouble)
-                          .scatter_add(2, ii.flatten(2), (g * (high - yr)).flatten(2))
-                          .scatter_add(2, ir.flatten(2), (g * (yi - high)).flatten(2));
-  EXPECT_GT(max_abs(shares), 0.1);
-  EXPECT_TRUE(torch::allclose(r.get("deeplift", "input").values, shares.view_as(x), 1e-10, 1e-10));
-  EXPECT_LT(max_abs(r.get("deeplift", "input").delta), 1e-10);
+  for (const auto& p : pools) {
+    SCOPED_TRACE(p.args);
+    const auto outputs = 2 * p.pooled * p.pooled;
+    const auto w6 = torch::round(torch::randn({outputs}, torch::kDouble) * 1e6) / 1e6;  // exactly as printed below
+    std::string literal;
+    for (int64_t k = 0; k < outputs; ++k) literal += (k ? ", " : "") + std::to_string(w6[k].item<double>());
+    const auto w = w6.to(torch::kFloat).to(torch::kDouble);  // a tensor literal is float32 in the model
+    const auto model = save_script_model(
+        "pool2d_" + std::to_string(p.pooled),
+        {{"pool", "def forward(self, x):\n  return torch.max_pool2d(x, " + p.args + ")\n"},
+         {"fc", "def forward(self, x):\n  return torch.linear(x.flatten(1), torch.tensor([[" + literal +
+                    "]]).double())\n"}},
+        "def forward(self, x):\n  return self.fc.forward(self.pool.forward(x))\n");
+    const auto x = torch::randn({1, 2, 7, 6}, torch::kDouble), xr = torch::randn({1, 2, 7, 6}, torch::kDouble);
+    const auto r = run(model, x, deeplift({"pool"}, "input = true"),
+                       "target = \"0\"\nbaselines = \"" + save_temp_tensor(xr, "pool2d_ref.pt") + "\"");
+    const auto [yi, ii] = at::max_pool2d_with_indices(x, p.kernel, p.stride, p.padding, p.dilation, p.ceil);
+    const auto [yr, ir] = at::max_pool2d_with_indices(xr, p.kernel, p.stride, p.padding, p.dilation, p.ceil);
+    ASSERT_EQ(yi.sizes(), (std::vector<int64_t>{1, 2, p.pooled, p.pooled}));
+    const auto g = w.view_as(yi), high = torch::maximum(yi, yr);
+    const auto shares = torch::zeros({1, 2, 42}, torch::kDouble)
+                            .scatter_add(2, ii.flatten(2), (g * (high - yr)).flatten(2))
+                            .scatter_add(2, ir.flatten(2), (g * (yi - high)).flatten(2));
+    EXPECT_GT(max_abs(shares), 0.1);
+    EXPECT_TRUE(torch::allclose(r.get("deeplift", "input").values, shares.view_as(x), 1e-10, 1e-10));
+    EXPECT_LT(max_abs(r.get("deeplift", "input").delta), 1e-10);
+  }
 }
