@@ -2,6 +2,8 @@
 
 #include <ATen/ATen.h>
 
+#include <cmath>
+
 #include "galvani/tensor_io.h"
 
 namespace galvani {
@@ -49,7 +51,10 @@ torch::Tensor Objective::operator()(const torch::Tensor& output, const torch::Te
 }
 
 void require_finite(const torch::Tensor& t, const std::string& what) {
-  if (!t.defined() || !t.is_floating_point()) return;
+  if (!t.defined() || !t.is_floating_point() || t.numel() == 0) return;
+  // A NaN or an infinity anywhere makes the sum NaN or infinite: one reduction instead of isfinite's temporaries
+  // (this runs on every shard's attributions). A sum that overflows with finite values gets the exact check.
+  if (std::isfinite(t.sum().item<double>())) return;
   if (!torch::isfinite(t).all().item<bool>()) {
     const auto nan = torch::isnan(t).sum().item<std::int64_t>();
     const auto inf = torch::isinf(t).sum().item<std::int64_t>();

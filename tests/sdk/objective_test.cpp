@@ -36,3 +36,19 @@ TEST(Objective, NonFiniteValuesAreNamed) {
         << e.what();
   }
 }
+
+// Finite values whose sum overflows are finite; a single infinity or NaN among a million values is not.
+TEST(Objective, FiniteCheckIsExact) {
+  EXPECT_NO_THROW(galvani::require_finite(torch::full({4}, 3e38f), "large"));
+  EXPECT_NO_THROW(galvani::require_finite(torch::empty({0}), "empty"));
+  for (const float bad : {std::numeric_limits<float>::infinity(), -std::numeric_limits<float>::infinity(),
+                          std::numeric_limits<float>::quiet_NaN()}) {
+    auto t = torch::rand({1000, 1000});
+    t[517][3] = bad;
+    EXPECT_THROW(galvani::require_finite(t, "one bad value"), galvani::NumericError);
+  }
+  auto both = torch::zeros({10});
+  both[2] = std::numeric_limits<float>::infinity();
+  both[7] = -std::numeric_limits<float>::infinity();
+  EXPECT_THROW(galvani::require_finite(both, "opposite infinities"), galvani::NumericError);
+}
