@@ -395,40 +395,49 @@ TEST(DeepLift, OverlappingOneDimensionalPoolSumsToDelta) {
   for (int k = 0; k < 7; ++k) EXPECT_NEAR(c[k].item<double>(), expected[k], 1e-6) << k;
 }
 
-// The sum-to-delta pool rule on 2-d pools, two channels of 7 × 6: each window's share goes to the input's and
-// the reference's winners as ATen's own pool picks them. One pool with padding, stride, dilation and ceil mode
-// (pooled 4 × 4), and the plain 2 × 2 pool (3 × 3, the last row dropped), which has a loop of its own.
-TEST(DeepLift, TwoDimensionalPoolSendsSharesToTheWinners) {
+// The sum-to-delta pool rule on 2-d and 3-d pools, two channels: each window's share goes to the input's and
+// the reference's winners as ATen's own pool picks them. 2-d pools on 7 × 6: one with padding, stride, dilation
+// and ceil mode, and the plain 2 × 2 pool (the last row dropped), which has a loop of its own; a 3-d pool on
+// 5 × 7 × 6 with all of those in every dimension.
+TEST(DeepLift, PoolSendsSharesToTheWinners) {
   struct Pool {
     std::vector<int64_t> kernel, stride, padding, dilation;
     bool ceil;
     std::string args;
-    int64_t pooled;
   };
-  const std::vector<Pool> pools{{{3, 2}, {2, 1}, {1, 0}, {1, 2}, true, "[3, 2], [2, 1], [1, 0], [1, 2], True", 4},
-                                {{2, 2}, {2, 2}, {0, 0}, {1, 1}, false, "[2, 2], [2, 2], [0, 0], [1, 1], False", 3}};
+  const std::vector<Pool> pools{{{3, 2}, {2, 1}, {1, 0}, {1, 2}, true, "[3, 2], [2, 1], [1, 0], [1, 2], True"},
+                                {{2, 2}, {2, 2}, {0, 0}, {1, 1}, false, "[2, 2], [2, 2], [0, 0], [1, 1], False"},
+                                {{2, 3, 2}, {2, 2, 1}, {1, 1, 0}, {1, 1, 2}, true,
+                                 "[2, 3, 2], [2, 2, 1], [1, 1, 0], [1, 1, 2], True"}};
   torch::manual_seed(8);
   for (const auto& p : pools) {
     SCOPED_TRACE(p.args);
-    const auto outputs = 2 * p.pooled * p.pooled;
+    const bool three = p.kernel.size() == 3;
+    const std::vector<int64_t> shape = three ? std::vector<int64_t>{1, 2, 5, 7, 6} : std::vector<int64_t>{1, 2, 7, 6};
+    const auto x = torch::randn(shape, torch::kDouble), xr = torch::randn(shape, torch::kDouble);
+    const auto pool = [&](const torch::Tensor& t) {
+      return three ? at::max_pool3d_with_indices(t, p.kernel, p.stride, p.padding, p.dilation, p.ceil)
+                   : at::max_pool2d_with_indices(t, p.kernel, p.stride, p.padding, p.dilation, p.ceil);
+    };
+    const auto [yi, ii] = pool(x);
+    const auto [yr, ir] = pool(xr);
+    const auto outputs = yi.numel();
     const auto w6 = torch::round(torch::randn({outputs}, torch::kDouble) * 1e6) / 1e6;  // exactly as printed below
     std::string literal;
     for (int64_t k = 0; k < outputs; ++k) literal += (k ? ", " : "") + std::to_string(w6[k].item<double>());
     const auto w = w6.to(torch::kFloat).to(torch::kDouble);  // a tensor literal is float32 in the model
     const auto model = save_script_model(
-        "pool2d_" + std::to_string(p.pooled),
-        {{"pool", "def forward(self, x):\n  return torch.max_pool2d(x, " + p.args + ")\n"},
+        "pool_" + std::to_string(outputs),
+        {{"pool", std::string("def forward(self, x):\n  return torch.max_pool") + (three ? "3d" : "2d") + "(x, " +
+                      p.args + ")\n"},
          {"fc", "def forward(self, x):\n  return torch.linear(x.flatten(1), torch.tensor([[" + literal +
                     "]]).double())\n"}},
         "def forward(self, x):\n  return self.fc.forward(self.pool.forward(x))\n");
-    const auto x = torch::randn({1, 2, 7, 6}, torch::kDouble), xr = torch::randn({1, 2, 7, 6}, torch::kDouble);
     const auto r = run(model, x, deeplift({"pool"}, "input = true"),
-                       "target = \"0\"\nbaselines = \"" + save_temp_tensor(xr, "pool2d_ref.pt") + "\"");
-    const auto [yi, ii] = at::max_pool2d_with_indices(x, p.kernel, p.stride, p.padding, p.dilation, p.ceil);
-    const auto [yr, ir] = at::max_pool2d_with_indices(xr, p.kernel, p.stride, p.padding, p.dilation, p.ceil);
-    ASSERT_EQ(yi.sizes(), (std::vector<int64_t>{1, 2, p.pooled, p.pooled}));
+                       "target = \"0\"\nbaselines = \"" + save_temp_tensor(xr, "pool_ref.pt") + "\"");
     const auto g = w.view_as(yi), high = torch::maximum(yi, yr);
-    const auto shares = torch::zeros({1, 2, 42}, torch::kDouble)
+    const auto plane = x.numel() / 2;
+    const auto shares = torch::zeros({1, 2, plane}, torch::kDouble)
                             .scatter_add(2, ii.flatten(2), (g * (high - yr)).flatten(2))
                             .scatter_add(2, ir.flatten(2), (g * (yi - high)).flatten(2));
     EXPECT_GT(max_abs(shares), 0.1);
