@@ -75,14 +75,10 @@ class LayerAblations {
     std::vector<Tensor> act, ref;
     for (std::int64_t s = 0; s < n; s += batch) {
       const auto len = std::min(batch, n - s);
-      std::vector<Tensor> cap;
-      tapped->forward(torch::cat({in.inputs.narrow(0, s, len), in.baselines.narrow(0, s, len)}),
-                      [&](std::size_t, const Tensor& y) -> Tensor {
-                        cap.push_back(y.detach().clone());
-                        throw StopForward{};
-                      });
-      act.push_back(cap.at(0).narrow(0, 0, len));
-      ref.push_back(cap.at(0).narrow(0, len, len));
+      const auto both =
+          layer_output(*tapped, torch::cat({in.inputs.narrow(0, s, len), in.baselines.narrow(0, s, len)}));
+      act.push_back(both.narrow(0, 0, len));
+      ref.push_back(both.narrow(0, len, len));
     }
     act_ = torch::cat(act);
     ref_ = torch::cat(ref);

@@ -109,11 +109,7 @@ class FeatureSelection : public Evaluator {
     const auto n = in.inputs.size(0);
     for (std::int64_t s = 0; s < n; s += 256) {
       const auto len = std::min<std::int64_t>(256, n - s);
-      Tensor a;
-      tapped->forward(in.inputs.narrow(0, s, len), [&](std::size_t, const Tensor& y) -> Tensor {
-        a = y.detach().clone();
-        throw StopForward{};
-      });
+      const auto a = layer_output(*tapped, in.inputs.narrow(0, s, len));
       parts.push_back(filter ? a.reshape({len, a.size(1), -1}).mean(2) : a.reshape({len, -1}));
     }
     return torch::cat(parts).to(torch::kDouble).cpu();

@@ -394,12 +394,7 @@ class ShapleySampling : public Method {
       f_baseline = ctx.objective()(lined_up(out), ctx.targets());
       ctx.provide_outputs(f_input, f_baseline);
     } else {
-      // Only the activation is needed: stop the forward at the layer.
-      tapped->forward(x, [&](std::size_t, const torch::Tensor& y) -> torch::Tensor {
-        captured.push_back(y.detach().clone());
-        throw StopForward{};
-      });
-      act = captured.at(0);
+      act = layer_output(*tapped, x);  // only the activation is needed: the forward stops at the layer
       ref = torch::zeros_like(act);
     }
     const auto players = make_players(s_, layer, act.sizes().slice(1));

@@ -85,6 +85,16 @@ TapFn blend(const std::vector<torch::Tensor>& masks, const std::vector<torch::Te
 }
 
 }  // namespace taps
+
+torch::Tensor layer_output(const TappedForward& forward, const torch::Tensor& input) {
+  torch::Tensor output;
+  forward.forward(input, [&output](std::size_t, const torch::Tensor& y) -> torch::Tensor {
+    output = y.detach().clone();
+    throw StopForward{};
+  });
+  return output;  // defined: a tapped layer that does not run is a ModelError of the forward
+}
+
 }  // namespace galvani
 
 TORCH_LIBRARY(galvani, m) {

@@ -312,6 +312,18 @@ TEST(TorchScriptBackend, TracedIdentityIsExplained) {
   EXPECT_NO_THROW(model->tapped({"a", "b"}));
 }
 
+// galvani::layer_output: the first tapped layer's output as a full forward captures it, a copy, no graph.
+TEST(TorchScriptBackend, LayerOutputStopsAtTheLayer) {
+  auto model = load_model(fixture("tiny_cnn_traced.pt"));
+  const auto x = torch::rand({3, 1, 8, 8});
+  std::vector<torch::Tensor> captured;
+  model->tapped({"conv1"})->forward(x, galvani::taps::capture(captured));
+  const auto a = galvani::layer_output(*model->tapped({"conv1"}), x.clone().requires_grad_(true));
+  EXPECT_TRUE(torch::equal(a, captured.at(0)));
+  EXPECT_GT(a.abs().max().item<double>(), 0.0);
+  EXPECT_FALSE(a.requires_grad());
+}
+
 TEST(TorchScriptBackend, StopForwardEndsTheForwardAtATap) {
   auto model = load_model(fixture("tiny_cnn_traced.pt"));
   auto tapped = model->tapped({"conv1", "fc"});

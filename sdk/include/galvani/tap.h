@@ -74,4 +74,9 @@ GALVANI_API TapFn replace(const std::vector<torch::Tensor>& replacements);
 GALVANI_API TapFn blend(const std::vector<torch::Tensor>& masks, const std::vector<torch::Tensor>& constants);
 }  // namespace taps
 
+/// The output of `forward`'s first tapped layer on `input`, detached (a copy): the forward stops there
+/// (StopForward), so nothing after the layer is computed. For activations that feed no backward; run it under
+/// torch::NoGradGuard.
+GALVANI_API torch::Tensor layer_output(const TappedForward& forward, const torch::Tensor& input);
+
 }  // namespace galvani
