@@ -1,17 +1,15 @@
 // What the benchmark executables share: the plugin host and the two benchmark models with their inputs.
 #pragma once
 
-#include <ATen/Parallel.h>
 #include <benchmark/benchmark.h>
-#include <tbb/parallel_for.h>
-#include <tbb/task_arena.h>
 
 #include <filesystem>
 #include <string>
 
 #include "galvani/core/plugin_host.h"
 #include "galvani/core/process.h"
-#include "galvani/core/runner.h"
+#include "galvani/core/execute.h"
+#include "galvani/core/plan.h"
 #include "galvani/tensor_io.h"
 
 namespace galvani::bench {
@@ -52,25 +50,11 @@ inline BenchModel resnet8(const std::string& dir) {
   return {std::string(GALVANI_BENCH_MODELS) + "/resnet18_bench_traced.pt", dir + "/resnet8.pt"};
 }
 
-/// Calls fn(start, length) for every shard of `plan` as the runner schedules them: one task per shard,
-/// `plan.concurrency` at a time in `arena`, `plan.intra_threads` ATen threads each, grad mode on. For floors.
+/// Calls fn(start, length) for every shard of `plan` through the runner's own shard schedule
+/// (core::for_each_shard: the same arena, threads and grad mode as a run). For floors.
 template <class Fn>
-void for_each_shard(const core::Plan& plan, tbb::task_arena& arena, Fn fn) {
-  const auto n = plan.inputs.size(0);
-  const auto shards = (n + plan.shard_size - 1) / plan.shard_size;
-  arena.execute([&] {
-    tbb::parallel_for(
-        tbb::blocked_range<std::int64_t>(0, shards, 1),
-        [&](const tbb::blocked_range<std::int64_t>& range) {
-          for (std::int64_t s = range.begin(); s < range.end(); ++s) {
-            at::set_num_threads(plan.intra_threads);
-            torch::AutoGradMode grad(true);
-            const auto start = s * plan.shard_size;
-            fn(start, std::min(plan.shard_size, n - start));
-          }
-        },
-        tbb::simple_partitioner());
-  });
+void for_each_shard(const core::Plan& plan, Fn fn) {
+  core::for_each_shard(plan.schedule, [&](const core::ShardRange& r) { fn(r.start, r.length); });
 }
 
 /// Registers one timing as every benchmark here is run: argument 2 (the runner's threads, two shards at a

@@ -6,7 +6,6 @@
 //   galvani_deeplift_bench [--benchmark_filter=fashion]   models: docs/examples/fashion_cnn.pt (batch 64),
 //                                                          bench_models/resnet18_bench_traced.pt (batch 8)
 #include <benchmark/benchmark.h>
-#include <tbb/task_arena.h>
 #include <torch/csrc/autograd/autograd.h>
 
 #include <filesystem>
@@ -15,7 +14,8 @@
 
 #include "bench_support.h"
 #include "galvani/core/config.h"
-#include "galvani/core/runner.h"
+#include "galvani/core/execute.h"
+#include "galvani/core/plan.h"
 #include "galvani/tap.h"
 
 namespace {
@@ -58,9 +58,8 @@ void BM_Floor(benchmark::State& state, const std::string& name, bool distinct) {
   const Case& c = cases().at(name);
   const auto plan = make(c, "", static_cast<int>(state.range(0)), distinct);
   auto tapped = plan->model->tapped({c.layer});
-  tbb::task_arena arena(plan->concurrency);
   for (auto _ : state) {
-    galvani::bench::for_each_shard(*plan, arena, [&](int64_t start, int64_t len) {
+    galvani::bench::for_each_shard(*plan, [&](int64_t start, int64_t len) {
       const auto pair = torch::cat({plan->inputs.narrow(0, start, len), plan->baselines.narrow(0, start, len)});
       const auto tg = plan->targets.narrow(0, start, len).repeat({2});
       std::vector<torch::Tensor> cap;

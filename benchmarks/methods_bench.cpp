@@ -5,7 +5,6 @@
 //                                                bench_models/resnet18_bench_traced.pt (batch 8, 3×64×64)
 #include <benchmark/benchmark.h>
 #include <torch/csrc/autograd/autograd.h>
-#include <tbb/task_arena.h>
 
 #include <filesystem>
 #include <map>
@@ -14,7 +13,8 @@
 
 #include "bench_support.h"
 #include "galvani/core/config.h"
-#include "galvani/core/runner.h"
+#include "galvani/core/execute.h"
+#include "galvani/core/plan.h"
 #include "galvani/passes.h"
 #include "galvani/tap.h"
 
@@ -69,9 +69,8 @@ void BM_Floor(benchmark::State& state, const std::string& name) {
   std::vector<double> grid{0.0};
   grid.insert(grid.end(), q.alphas.begin(), q.alphas.end());
   grid.push_back(1.0);
-  tbb::task_arena arena(plan->concurrency);
   for (auto _ : state) {
-    galvani::bench::for_each_shard(*plan, arena, [&](int64_t start, int64_t len) {
+    galvani::bench::for_each_shard(*plan, [&](int64_t start, int64_t len) {
       const auto x = plan->inputs.narrow(0, start, len);
       const auto xb = plan->baselines.narrow(0, start, len);
       const auto tg = plan->targets.narrow(0, start, len).repeat({static_cast<int64_t>(grid.size())});

@@ -76,9 +76,8 @@ void BM_Floor(benchmark::State& state, const std::string& name, const std::strin
   // model takes the JIT's autodiff path on inputs that require grad, which is several times slower on the CPU
   // than the tapped graphs every method runs.
   auto tapped = plan->model->tapped({relu_sites(*plan->model).front()});
-  tbb::task_arena arena(plan->concurrency);
   for (auto _ : state) {
-    bench::for_each_shard(*plan, arena, [&](int64_t start, int64_t len) {
+    bench::for_each_shard(*plan, [&](int64_t start, int64_t len) {
       const auto x = plan->inputs.narrow(0, start, len);
       const auto tg = plan->targets.narrow(0, start, len).repeat({reps});
       const auto pts = x.repeat({reps, 1, 1, 1});

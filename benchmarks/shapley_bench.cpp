@@ -71,9 +71,8 @@ void BM_Floor(benchmark::State& state, const std::string& name, bool head) {
   std::vector<std::int64_t> shape = cap[0].sizes().vec();
   shape[0] = chunk;
   const auto activations = cap[0].expand(shape).contiguous();
-  tbb::task_arena arena(plan->concurrency);
   for (auto _ : state) {
-    bench::for_each_shard(*plan, arena, [&](std::int64_t start, std::int64_t len) {
+    bench::for_each_shard(*plan, [&](std::int64_t start, std::int64_t len) {
       torch::NoGradGuard ng;
       if (head) {
         const auto x = plan->inputs.narrow(0, start, len);

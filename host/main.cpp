@@ -6,17 +6,20 @@
 #include <filesystem>
 #include <iomanip>
 #include <iostream>
-#include <map>
-#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include <CLI/CLI.hpp>
+
 #include "galvani/core/config.h"
+#include "galvani/core/execute.h"
+#include "galvani/core/plan.h"
+#include "galvani/core/plugin_call.h"
 #include "galvani/core/plugin_host.h"
 #include "galvani/core/process.h"
 #include "galvani/core/scaffold.h"
-#include "galvani/core/runner.h"
+#include "galvani/core/writer.h"
 #include "galvani/model.h"
 #include "galvani/tensor_io.h"
 #include "galvani/version.h"
@@ -25,52 +28,31 @@ namespace {
 
 using galvani::core::global_plugin_host;
 
-constexpr const char* kUsage = R"(usage: galvani <command> [options]
+// Exit codes, one policy for every subcommand (docs/config.md, "Exit codes"): 0 success; 1 a user error (config,
+// model, data, plugin: the message says what to change); 2 a usage error (unknown command or option, a bad
+// option value); 3 an internal error (a bug: please report it).
+constexpr int kUserError = 1;
+constexpr int kUsageError = 2;
+constexpr int kInternalError = 3;
 
-commands:
-  run CONFIG.toml [--out DIR] [--dry-run] [--quiet]
-                          run the comparison a config describes; results go to DIR
-                          (default: [output] dir of the config)
-  plugins                 list plugins, their components and load errors
-  layers MODEL.pt [--input-shape C,H,W | --inputs FILE.pt] [--backend NAME]
-                          list the model's layers (names to use in configs)
-  new-plugin NAME --kind method|evaluator|path|backend [--dir DIR]
-                          write a buildable out-of-tree plugin project into DIR/NAME
-  version                 print the version
-  help                    this text
+constexpr const char* kFooter =
+    "Plugins are loaded from GALVANI_PLUGIN_PATH (':'-separated folders) and the built-in plugin folder.\n"
+    "Exit status: 0 success, 1 an error in the config, model, data or a plugin, 2 a usage error, 3 an internal "
+    "error.";
 
-Plugins are loaded from GALVANI_PLUGIN_PATH (':'-separated folders) and the built-in plugin folder.
-)";
-
-struct Args {
-  std::vector<std::string> positional;
-  std::map<std::string, std::string> options;
-  std::set<std::string> flags;
-};
-
-Args parse_args(int argc, char** argv, int first, const std::set<std::string>& with_value,
-                const std::set<std::string>& flags) {
-  Args a;
-  for (int i = first; i < argc; ++i) {
-    std::string s = argv[i];
-    if (s.rfind("--", 0) == 0) {
-      if (auto eq = s.find('='); eq != std::string::npos) {
-        const auto key = s.substr(0, eq);
-        if (!with_value.count(key)) throw galvani::ConfigError("unknown option " + key);
-        a.options[key] = s.substr(eq + 1);
-      } else if (with_value.count(s)) {
-        if (i + 1 >= argc) throw galvani::ConfigError("option " + s + " needs a value");
-        a.options[s] = argv[++i];
-      } else if (flags.count(s)) {
-        a.flags.insert(s);
-      } else {
-        throw galvani::ConfigError("unknown option " + s + " (see `galvani help`)");
-      }
-    } else {
-      a.positional.push_back(s);
+// `text` in lines of at most `width` columns (counting bytes), each starting with `indent`.
+std::string wrap(const std::string& text, const std::string& indent, std::size_t width) {
+  std::istringstream words(text);
+  std::string out, line;
+  for (std::string w; words >> w;) {
+    if (!line.empty() && indent.size() + line.size() + 1 + w.size() > width) {
+      out += indent + line + "\n";
+      line.clear();
     }
+    line += (line.empty() ? "" : " ") + w;
   }
-  return a;
+  if (!line.empty()) out += indent + line + "\n";
+  return out;
 }
 
 int cmd_plugins() {
@@ -80,7 +62,11 @@ int cmd_plugins() {
   for (const auto& r : host.records()) {
     if (r.loaded) {
       std::cout << r.name << " " << r.version << "  (" << r.file << ")\n";
-      for (const auto& c : r.components) std::cout << "    " << c << "\n";
+      for (const auto* c : host.registry().all()) {
+        if (c->file != r.file) continue;
+        std::cout << "    " << galvani::core::to_string(c->kind) << " " << c->name << "\n";
+        if (!c->summary.empty()) std::cout << wrap(c->summary, "        ", 108);
+      }
     } else {
       ++bad;
       std::cout << "NOT LOADED " << r.file << "\n    " << r.error << "\n";
@@ -90,21 +76,23 @@ int cmd_plugins() {
   return bad ? 1 : 0;
 }
 
-int cmd_layers(const Args& a) {
-  if (a.positional.size() != 1) throw galvani::ConfigError("usage: galvani layers MODEL.pt [--input-shape C,H,W]");
+struct LayersArgs {
+  std::string model, inputs, backend = "torchscript";
+  std::vector<std::int64_t> input_shape;
+};
+
+int cmd_layers(const LayersArgs& a) {
   auto& host = global_plugin_host();
   host.load_default();
-  const std::string backend_name = a.options.count("--backend") ? a.options.at("--backend") : "torchscript";
-  const auto& c = host.registry().get(galvani::core::ComponentKind::Backend, backend_name);
+  const auto& c = host.registry().get(galvani::core::ComponentKind::Backend, a.backend);
   auto backend = galvani::core::call_plugin(c.plugin, [&] { return c.backend(); });
-  auto model = galvani::core::call_plugin(c.plugin, [&] { return backend->load(a.positional[0], {}); });
+  auto model = galvani::core::call_plugin(c.plugin, [&] { return backend->load(a.model, {}); });
   torch::Tensor example;
-  if (a.options.count("--inputs")) {
-    example = galvani::load_tensor(a.options.at("--inputs")).narrow(0, 0, 1).to(model->dtype());
-  } else if (a.options.count("--input-shape")) {
-    std::vector<int64_t> shape{1};
-    std::stringstream in(a.options.at("--input-shape"));
-    for (std::string d; std::getline(in, d, ',');) shape.push_back(std::stoll(d));
+  if (!a.inputs.empty()) {
+    example = galvani::load_tensor(a.inputs).narrow(0, 0, 1).to(model->dtype());
+  } else if (!a.input_shape.empty()) {
+    std::vector<std::int64_t> shape{1};
+    shape.insert(shape.end(), a.input_shape.begin(), a.input_shape.end());
     example = torch::zeros(shape, torch::TensorOptions().dtype(model->dtype()));
   }
   if (example.defined()) galvani::core::call_plugin(c.plugin, [&] { model->probe(example); return 0; });
@@ -127,11 +115,12 @@ int cmd_layers(const Args& a) {
   return 0;
 }
 
-int cmd_new_plugin(const Args& a) {
-  if (a.positional.size() != 1 || !a.options.count("--kind"))
-    throw galvani::ConfigError("usage: galvani new-plugin NAME --kind method|evaluator|path|backend [--dir DIR]");
-  const std::string dir = a.options.count("--dir") ? a.options.at("--dir") : ".";
-  const auto root = galvani::core::write_plugin_scaffold(a.positional[0], a.options.at("--kind"), dir);
+struct NewPluginArgs {
+  std::string name, kind, dir = ".";
+};
+
+int cmd_new_plugin(const NewPluginArgs& a) {
+  const auto root = galvani::core::write_plugin_scaffold(a.name, a.kind, a.dir);
   std::cout << "wrote " << root << "/ (CMakeLists.txt, src/, tests/, README.md)\n"
             << "build it against the installed SDK:\n"
             << "  cmake -S " << root << " -B " << root << "/build -DCMAKE_PREFIX_PATH=<galvani prefix>\n"
@@ -139,15 +128,20 @@ int cmd_new_plugin(const Args& a) {
   return 0;
 }
 
-int cmd_run(const Args& a) {
-  if (a.positional.size() != 1) throw galvani::ConfigError("usage: galvani run CONFIG.toml [--out DIR]");
-  const bool quiet = a.flags.count("--quiet") > 0;
-  auto config = galvani::core::parse_config_file(a.positional[0]);
-  if (a.options.count("--out")) config.output.dir = a.options.at("--out");
+struct RunArgs {
+  std::string config, out;
+  bool dry_run = false, quiet = false;
+};
+
+int cmd_run(const RunArgs& a) {
+  const bool quiet = a.quiet;
+  auto config = galvani::core::parse_config_file(a.config);
+  if (!a.out.empty()) config.output.dir = a.out;
   auto& host = global_plugin_host();
   host.load_default();
-  auto plan = galvani::core::make_plan(config, host);
-  if (a.flags.count("--dry-run")) {
+  galvani::core::Timings planning;
+  const auto plan = galvani::core::make_plan(config, host, &planning);
+  if (a.dry_run) {
     std::cout << plan.describe();
     return 0;
   }
@@ -162,7 +156,7 @@ int cmd_run(const Args& a) {
     if (stage == "shards") {
       const double eta = done ? el / done * (total - done) : 0;
       const auto inputs_done =
-          std::min<std::int64_t>(static_cast<std::int64_t>(done) * plan.shard_size, plan.inputs.size(0));
+          std::min<std::int64_t>(static_cast<std::int64_t>(done) * plan.schedule.shard_size, plan.inputs.size(0));
       const int width = 30;
       const int filled = static_cast<int>(width * done / std::max<std::size_t>(total, 1));
       line << "attributing [" << std::string(filled, '#') << std::string(width - filled, '.') << "] " << inputs_done
@@ -178,6 +172,7 @@ int cmd_run(const Args& a) {
       std::cerr << line.str() << "\n";
   };
   auto result = galvani::core::execute(plan, progress);
+  result.timings.insert(planning.begin(), planning.end());
   if (!quiet) std::cerr << "writing results to " << config.output.dir << "\n";
   galvani::core::write_results(plan, result, config.output.dir);
   // Notes are warnings (a fallback taken, a rule replaced): shown even with --quiet.
@@ -199,31 +194,73 @@ int cmd_run(const Args& a) {
 
 int main(int argc, char** argv) {
   galvani::core::tune_allocator();
-  if (argc < 2) {
-    std::cerr << kUsage;
-    return 2;
-  }
-  const std::string cmd = argv[1];
+  CLI::App app{"galvani: how important is this neuron? Attributions of hidden units of PyTorch models, compared.",
+               "galvani"};
+  app.footer(kFooter);
+  app.require_subcommand(1);
+  app.set_version_flag("--version", std::string("galvani ") + GALVANI_VERSION_STRING);
+
+  RunArgs run;
+  auto* run_cmd = app.add_subcommand("run", "run the comparison a config describes");
+  run_cmd->add_option("config", run.config, "the run's TOML file (docs/config.md)")->required();
+  run_cmd->add_option("--out", run.out, "results folder (default: [output] dir of the config)");
+  run_cmd->add_flag("--dry-run", run.dry_run, "check the config and print the plan; compute and write nothing");
+  run_cmd->add_flag("--quiet", run.quiet, "no plan, progress or summary (notes still show)");
+
+  auto* plugins_cmd = app.add_subcommand("plugins", "list plugins, their components and load errors");
+
+  LayersArgs layers;
+  auto* layers_cmd = app.add_subcommand("layers", "list the model's layers (the names to use in configs)");
+  layers_cmd->add_option("model", layers.model, "the model file (TorchScript .pt)")->required();
+  auto* shape_opt = layers_cmd->add_option("--input-shape", layers.input_shape,
+                                           "one input's shape without the batch dimension, e.g. 1,28,28")
+                        ->delimiter(',')
+                        ->check(CLI::PositiveNumber);
+  layers_cmd->add_option("--inputs", layers.inputs, "a tensor file [N, ...] whose first input probes the shapes")
+      ->excludes(shape_opt);
+  layers_cmd->add_option("--backend", layers.backend, "the model backend plugin")->capture_default_str();
+
+  NewPluginArgs scaffold;
+  auto* new_plugin_cmd = app.add_subcommand("new-plugin", "write a buildable out-of-tree plugin project into DIR/NAME");
+  new_plugin_cmd->add_option("name", scaffold.name, "the plugin's name (lower-case, digits, '-')")->required();
+  new_plugin_cmd->add_option("--kind", scaffold.kind, "method, evaluator, path or backend")->required();
+  new_plugin_cmd->add_option("--dir", scaffold.dir, "where to write the project")->capture_default_str();
+
+  auto* version_cmd = app.add_subcommand("version", "print the version");
+  auto* help_cmd = app.add_subcommand("help", "list the commands (`galvani COMMAND --help`: its options)");
+
   try {
-    if (cmd == "help" || cmd == "--help" || cmd == "-h") {
-      std::cout << kUsage;
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::cerr << "galvani: usage error: " << e.what() << "\n(see `galvani help`, or `galvani <command> --help`)\n";
+    return kUsageError;
+  }
+  try {
+    if (*help_cmd) {  // the whole command list (app.help() would describe the selected `help` subcommand)
+      std::cout << app.get_formatter()->make_help(&app, "galvani", CLI::AppFormatMode::Normal);
       return 0;
     }
-    if (cmd == "version" || cmd == "--version") {
+    if (*version_cmd) {
       std::cout << "galvani " << GALVANI_VERSION_STRING << "\n";
       return 0;
     }
-    if (cmd == "plugins") return cmd_plugins();
-    if (cmd == "layers") return cmd_layers(parse_args(argc, argv, 2, {"--input-shape", "--inputs", "--backend"}, {}));
-    if (cmd == "new-plugin") return cmd_new_plugin(parse_args(argc, argv, 2, {"--kind", "--dir"}, {}));
-    if (cmd == "run") return cmd_run(parse_args(argc, argv, 2, {"--out"}, {"--dry-run", "--quiet"}));
-    std::cerr << "galvani: unknown command '" << cmd << "'\n" << kUsage;
-    return 2;
+    if (*plugins_cmd) return cmd_plugins();
+    if (*layers_cmd) return cmd_layers(layers);
+    if (*new_plugin_cmd) return cmd_new_plugin(scaffold);
+    if (*run_cmd) return cmd_run(run);
+    std::cerr << app.get_formatter()->make_help(&app, "galvani", CLI::AppFormatMode::Normal);
+    return kUsageError;
   } catch (const galvani::Error& e) {
     std::cerr << "galvani: error: " << e.what() << "\n";
-    return 1;
+    return kUserError;
   } catch (const std::exception& e) {
     std::cerr << "galvani: internal error: " << e.what() << "\n";
-    return 3;
+    return kInternalError;
   }
 }

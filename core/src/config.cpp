@@ -2,9 +2,12 @@
 
 #include <toml++/toml.h>
 
+#include <algorithm>
+#include <cctype>
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <optional>
 #include <set>
 #include <sstream>
 
@@ -39,10 +42,21 @@ std::string resolve(const std::string& base, const std::string& path) {
   return (fs::path(base) / path).lexically_normal().string();
 }
 
-bool is_keyword(const std::string& s, std::initializer_list<const char*> words) {
-  for (const char* w : words)
-    if (s == w) return true;
-  return false;
+// "cpu", "cuda", "cuda:N". Whether the CUDA device exists is the plan's question (it depends on the machine).
+torch::Device parse_device(const std::string& text) {
+  const std::string valid = "use \"cpu\", \"cuda\" or \"cuda:N\"";
+  std::optional<torch::Device> d;
+  try {
+    d.emplace(text);
+  } catch (const std::exception&) {
+    throw ConfigError("model.device: \"" + text + "\" is not a device; " + valid);
+  }
+  if (!d->is_cpu() && !d->is_cuda())
+    throw ConfigError("model.device: \"" + text + "\" is not supported; " + valid);
+  if (d->is_cpu() && d->has_index())
+    throw ConfigError("model.device: \"" + text + "\": the CPU has no device index (all cores are used through "
+                      "[run] threads); use \"cpu\"");
+  return *d;
 }
 
 RunConfig build(const OptionValue& root, const std::string& base_dir, const std::string& source) {
@@ -59,9 +73,10 @@ RunConfig build(const OptionValue& root, const std::string& base_dir, const std:
     if (cfg.model.path.empty()) throw ConfigError("model.path: required (a TorchScript .pt file)");
     cfg.model.path = resolve(base_dir, cfg.model.path);
     cfg.model.backend = m.get_string("backend", cfg.model.backend);
-    cfg.model.device = m.get_string("device", cfg.model.device);
+    cfg.model.device = parse_device(m.get_string("device", "cpu"));
     cfg.model.output = parse_output_mode(m.get_choice("output", "logit", {"logit", "probability", "logit-minus-mean"}));
-    cfg.model.dtype = m.get_choice("dtype", "model", {"model", "float32", "float64"});
+    const auto dtype = m.get_choice("dtype", "model", {"model", "float32", "float64"});
+    if (dtype != "model") cfg.model.dtype = dtype == "float64" ? torch::kDouble : torch::kFloat;
   }
   {
     const Options d = top.table("data");
@@ -69,14 +84,34 @@ RunConfig build(const OptionValue& root, const std::string& base_dir, const std:
     cfg.data.inputs = d.get_string("inputs", "");
     if (cfg.data.inputs.empty()) throw ConfigError("data.inputs: required (a tensor file saved with torch.save)");
     cfg.data.inputs = resolve(base_dir, cfg.data.inputs);
-    cfg.data.baselines = d.get_string("baselines", "zeros");
-    if (!is_keyword(cfg.data.baselines, {"zeros", "mean"})) cfg.data.baselines = resolve(base_dir, cfg.data.baselines);
+    const auto baselines = d.get_string("baselines", "zeros");
+    if (baselines.empty())
+      throw ConfigError("data.baselines: empty; use \"zeros\", \"mean\" or a tensor file");
+    if (baselines == "zeros") {
+      cfg.data.baselines.kind = BaselineSpec::Kind::Zeros;
+    } else if (baselines == "mean") {
+      cfg.data.baselines.kind = BaselineSpec::Kind::Mean;
+    } else {
+      cfg.data.baselines.kind = BaselineSpec::Kind::File;
+      cfg.data.baselines.file = resolve(base_dir, baselines);
+    }
     if (auto t = d.get_raw("target")) {
       if (t->kind == OptionValue::Kind::Int) {
         if (t->i < 0) throw ConfigError("data.target: a class index must be ≥ 0, got " + std::to_string(t->i));
-        cfg.data.target = std::to_string(t->i);
+        cfg.data.target.kind = TargetSpec::Kind::Class;
+        cfg.data.target.index = t->i;
       } else if (t->kind == OptionValue::Kind::String) {
-        cfg.data.target = t->s == "predicted" ? t->s : resolve(base_dir, t->s);
+        if (t->s.empty())
+          throw ConfigError("data.target: empty; use \"predicted\", a class index or a tensor file of classes");
+        if (t->s == "predicted") {
+          cfg.data.target.kind = TargetSpec::Kind::Predicted;
+        } else if (t->s.size() <= 18 && std::all_of(t->s.begin(), t->s.end(), [](unsigned char c) { return std::isdigit(c); })) {
+          cfg.data.target.kind = TargetSpec::Kind::Class;  // "3" means class 3, as 3 does
+          cfg.data.target.index = std::stoll(t->s);
+        } else {
+          cfg.data.target.kind = TargetSpec::Kind::File;
+          cfg.data.target.file = resolve(base_dir, t->s);
+        }
       } else {
         throw ConfigError(std::string("data.target: expected \"predicted\", a class index or a tensor file, got ") +
                           t->kind_name() + " " + t->repr());
@@ -134,7 +169,7 @@ RunConfig build(const OptionValue& root, const std::string& base_dir, const std:
     const Options r = top.table("run");
     cfg.run.threads = static_cast<int>(r.get_int_in("threads", 0, 0, 1024));
     cfg.run.shard_size = r.get_int_in("shard_size", 0, 0, std::numeric_limits<std::int32_t>::max());
-    cfg.run.precision = r.get_choice("precision", "model", {"model", "double"});
+    cfg.run.double_precision = r.get_choice("precision", "model", {"model", "double"}) == "double";
   }
   {
     const Options o = top.table("output");
@@ -146,6 +181,24 @@ RunConfig build(const OptionValue& root, const std::string& base_dir, const std:
 }
 
 }  // namespace
+
+std::string BaselineSpec::describe() const {
+  switch (kind) {
+    case Kind::Zeros: return "zeros";
+    case Kind::Mean: return "mean";
+    case Kind::File: return file;
+  }
+  return file;
+}
+
+std::string TargetSpec::describe() const {
+  switch (kind) {
+    case Kind::Predicted: return "predicted";
+    case Kind::Class: return std::to_string(index);
+    case Kind::File: return file;
+  }
+  return file;
+}
 
 RunConfig parse_config_string(const std::string& text, const std::string& base_dir, const std::string& source) {
   toml::table table;

@@ -9,7 +9,7 @@
 #include <set>
 #include <sstream>
 
-#include "galvani/core/runner.h"
+#include "galvani/core/report.h"
 #include "galvani/tensor_io.h"
 #include "plot.h"
 
@@ -157,7 +157,7 @@ void write_report(const Plan& plan, const RunResult& result, const std::string& 
   std::ostringstream header;
   header << "Model " << plan.config.model.path << " on " << plan.model->device() << "; " << plan.inputs.size(0)
          << " inputs of shape " << shape_string(plan.inputs.sizes().slice(1)) << "; baselines "
-         << plan.config.data.baselines << "; target " << plan.config.data.target << "; F = "
+         << plan.config.data.baselines.describe() << "; target " << plan.config.data.target.describe() << "; F = "
          << to_string(plan.objective.mode) << "; written " << date << ".";
   doc.paragraph(header.str());
   if (!can_plot()) doc.paragraph("This build has no cairo, so the report has no figures (summary.json has every number).");
@@ -252,8 +252,7 @@ void write_report(const Plan& plan, const RunResult& result, const std::string& 
 
   // Timings: the shared passes, each method's own time (summed over shards), each evaluator.
   // Grouped by kind: methods (slowest first), the shared passes they use, evaluators, the rest, the wall time.
-  std::map<std::string, double> all = plan.timings;
-  for (const auto& [k, v] : result.timings) all[k] = v;
+  const Timings& all = result.timings;
   std::vector<std::pair<double, std::vector<std::string>>> groups[5];
   const auto strip = [](const std::string& k, const std::string& prefix, const std::string& suffix = "") {
     return k.substr(prefix.size(), k.size() - prefix.size() - suffix.size());
@@ -277,7 +276,7 @@ void write_report(const Plan& plan, const RunResult& result, const std::string& 
   }
   // Evaluators run one after another after the attributions, so their times add to the attribution wall time.
   if (all.count("run (wall)") && !groups[2].empty()) {
-    double total = all["run (wall)"];
+    double total = all.at("run (wall)");
     for (const auto& g : groups[2]) total -= g.first;
     groups[4].push_back({1, {"total", "attributions and evaluators (wall clock)", fmt(total)}});
   }

@@ -6,7 +6,10 @@
 #include <iostream>
 #include <sstream>
 
-#include "galvani/core/runner.h"
+#include "galvani/core/writer.h"
+
+#include "galvani/core/report.h"
+#include "galvani/support.h"
 #include "galvani/tensor_io.h"
 
 namespace fs = std::filesystem;
@@ -65,12 +68,8 @@ void write_table(const Table& table, const std::string& path) {
   write_file_atomic(path, out.str());
 }
 
-std::string safe(const std::string& name) {
-  std::string s = name;
-  for (char& c : s)
-    if (c == '/' || c == '\\') c = '_';
-  return s;
-}
+// Names (methods, layers, evaluators, tables) as path components, by the rule plugins use to find results.
+std::string safe(const std::string& name) { return layer_file_name(name); }
 
 }  // namespace
 
@@ -89,9 +88,9 @@ void write_results(const Plan& plan, const RunResult& result, const std::string&
   summary["targets"] = vec(plan.targets);
   summary["f_input"] = vec(result.f_input);
   summary["f_baseline"] = vec(result.f_baseline);
-  summary["plan"] = {{"shard_size", plan.shard_size},
-                     {"concurrency", plan.concurrency},
-                     {"intra_threads", plan.intra_threads}};
+  summary["plan"] = {{"shard_size", plan.schedule.shard_size},
+                     {"concurrency", plan.schedule.concurrency},
+                     {"intra_threads", plan.schedule.intra_threads}};
   json groups = json::array();
   for (const auto& g : plan.groups) {
     json methods = json::array();
@@ -170,7 +169,6 @@ void write_results(const Plan& plan, const RunResult& result, const std::string&
   }
   summary["evaluations"] = evaluations;
   json timings = json::object();
-  for (const auto& [k, v] : plan.timings) timings[k] = v;
   for (const auto& [k, v] : result.timings) timings[k] = v;
   summary["timings_seconds"] = timings;
   write_file_atomic((fs::path(dir) / "summary.json").string(), summary.dump(2) + "\n");

@@ -584,11 +584,19 @@ class DeepLift : public Method {
   MethodNeeds needs() const override { return {}; }  // one paired forward+backward of its own
   bool needs_layers() const override { return !input_; }
 
+  // Everything that can be refused before a shard runs: the objective, the backend, a rule for every op on the
+  // way from the input to F, the references' shape.
+  void validate(const MethodPlan& plan) const override {
+    check_objective(plan.output);
+    if (!plan.model->capabilities().operations)
+      throw ModelError("deeplift swaps the model's nonlinearities through op taps, which this model backend does not "
+                       "have");
+    (void)plan_sites(plan.model->operations());
+    check_references(plan.input_shape);
+  }
+
   std::vector<Attribution> attribute(const MethodContext& ctx, const std::vector<std::string>& layers) const override {
-    if (ctx.objective().mode == OutputMode::Probability)
-      throw ConfigError("deeplift explains a linear readout of the logits: the softmax of output = \"probability\" "
-                        "is a nonlinearity across classes that no DeepLIFT rule covers; use output = \"logit\" or "
-                        "\"logit-minus-mean\"");
+    check_objective(ctx.objective().mode);
     const Model& model = ctx.model();
     const std::vector<OpSite> sites = model.operations();
     const SitePlan plan = plan_sites(sites);
@@ -596,11 +604,8 @@ class DeepLift : public Method {
 
     const auto x = ctx.inputs();
     const auto n = x.size(0);
+    check_references(x.sizes().slice(1).vec());
     torch::Tensor refs = references_.defined() ? references_.to(x.device(), x.scalar_type()) : torch::Tensor();
-    if (refs.defined() && refs.sizes().slice(1) != x.sizes().slice(1))
-      throw ShapeError("deeplift references have shape " + shape_string(refs.sizes()) + "; inputs are " +
-                       shape_string(x.sizes()) + ", so references must be [R, " +
-                       shape_string(x.sizes().slice(1)).substr(1));
     const std::int64_t r = refs.defined() ? refs.size(0) : 1;
     const std::int64_t chunk_inputs =
         std::max<std::int64_t>(1, ctx.internal_batch() > 0 ? ctx.internal_batch() / r : n);
@@ -645,6 +650,20 @@ class DeepLift : public Method {
   }
 
  private:
+  static void check_objective(OutputMode mode) {
+    if (mode == OutputMode::Probability)
+      throw ConfigError("deeplift explains a linear readout of the logits: the softmax of output = \"probability\" "
+                        "is a nonlinearity across classes that no DeepLIFT rule covers; use output = \"logit\" or "
+                        "\"logit-minus-mean\"");
+  }
+
+  void check_references(const std::vector<std::int64_t>& input_shape) const {
+    if (!references_.defined() || references_.sizes().slice(1).vec() == input_shape) return;
+    const auto one = shape_string(input_shape);
+    throw ShapeError("deeplift references have shape " + shape_string(references_.sizes()) + "; one input is " + one +
+                     ", so references must be [R, " + one.substr(1));
+  }
+
   SitePlan plan_sites(const std::vector<OpSite>& sites) const {
     SitePlan p;
     p.actions.assign(sites.size(), Action::Keep);

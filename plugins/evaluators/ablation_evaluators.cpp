@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "galvani/galvani.h"
+#include "galvani/support.h"
 #include "galvani/tap.h"
 
 namespace galvani::plugins::evaluators {
@@ -18,51 +19,18 @@ namespace {
 
 using torch::Tensor;
 
-// How a result's values map onto the layer's units.
-enum class UnitKind { Neuron, Filter, Layer };
-
-const char* unit_name(UnitKind k) { return k == UnitKind::Neuron ? "neuron" : k == UnitKind::Filter ? "filter" : "layer"; }
+using stats::mean;
+using stats::pearson;
+using stats::quantile;
 
 // Which results an evaluator looks at, and how large its ablation batches are.
 struct Selection {
-  std::vector<std::string> methods, layers;
+  ResultFilter filter;
   std::int64_t batch = 256;
 
-  explicit Selection(const Options& o)
-      : methods(o.get_strings("methods", {})), layers(o.get_strings("layers", {})),
-        batch(o.get_int_in("batch", 256, 1, 1 << 20)) {}
-  bool wants(const MethodResult& r) const {
-    return (methods.empty() || std::count(methods.begin(), methods.end(), r.method)) &&
-           (layers.empty() || std::count(layers.begin(), layers.end(), r.layer));
-  }
+  explicit Selection(const Options& o) : filter(o), batch(o.get_int_in("batch", 256, 1, 1 << 20)) {}
+  bool wants(const MethodResult& r) const { return filter.accepts(r); }
 };
-
-double quantile(std::vector<double> v, double q) {
-  if (v.empty()) return std::numeric_limits<double>::quiet_NaN();
-  std::sort(v.begin(), v.end());
-  const double pos = q * static_cast<double>(v.size() - 1);
-  const auto lo = static_cast<std::size_t>(std::floor(pos));
-  const auto hi = std::min(lo + 1, v.size() - 1);
-  return v[lo] + (pos - static_cast<double>(lo)) * (v[hi] - v[lo]);
-}
-
-double mean(const std::vector<double>& v) {
-  if (v.empty()) return std::numeric_limits<double>::quiet_NaN();
-  return std::accumulate(v.begin(), v.end(), 0.0) / static_cast<double>(v.size());
-}
-
-// Pearson correlation; NaN when either side is constant.
-double pearson(const std::vector<double>& a, const std::vector<double>& b) {
-  const double ma = mean(a), mb = mean(b);
-  double sab = 0, saa = 0, sbb = 0;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    sab += (a[i] - ma) * (b[i] - mb);
-    saa += (a[i] - ma) * (a[i] - ma);
-    sbb += (b[i] - mb) * (b[i] - mb);
-  }
-  if (saa <= 0 || sbb <= 0) return std::numeric_limits<double>::quiet_NaN();
-  return sab / std::sqrt(saa * sbb);
-}
 
 // One layer of the model, ready for ablations: activations on x and x′, the tail, F on the unablated tail.
 class LayerAblations {
@@ -97,18 +65,8 @@ class LayerAblations {
   const Tensor& prediction() const { return prediction_; }
 
   /// Unit kind of a [N, ...] result at this layer, or nullopt.
-  std::optional<UnitKind> kind_of(const Tensor& values) const {
-    const auto per = values.sizes().slice(1).vec();
-    if (per == shape_) return UnitKind::Neuron;
-    if (per.size() == 1 && per[0] == 1 && !(shape_.size() == 1 && shape_[0] == 1)) return UnitKind::Layer;
-    if (shape_.size() > 1 && per.size() == 1 && per[0] == shape_[0]) return UnitKind::Filter;
-    return std::nullopt;
-  }
-  std::int64_t units(UnitKind k) const {
-    if (k == UnitKind::Layer) return 1;
-    if (k == UnitKind::Filter) return shape_.at(0);
-    return std::accumulate(shape_.begin(), shape_.end(), std::int64_t{1}, std::multiplies<>());
-  }
+  std::optional<UnitKind> kind_of(const Tensor& values) const { return unit_kind(values.sizes().slice(1), shape_); }
+  std::int64_t units(UnitKind k) const { return unit_count(k, shape_); }
 
   /// Model outputs for rows (input index, unit mask [U] bool): the masked units take their reference activation
   /// (`to_reference`) or zero. rows: inputs [K] int64, masks [K, U] bool. Chunked by the batch size.
@@ -211,10 +169,11 @@ struct Target {
 // The layer results an ablation evaluator can use; the others go into a "skipped" table with the reason.
 std::vector<Target> targets(const EvaluationInput& in, const Selection& sel, Layers& layers, Table& skipped) {
   std::vector<Target> out;
+  sel.filter.check(in.results);
   for (const auto& r : in.results) {
     if (!sel.wants(r)) continue;
     if (r.space != Space::Layer) {
-      if (!sel.methods.empty() || !sel.layers.empty())
+      if (!sel.filter.methods().empty() || !sel.filter.layers().empty())
         skipped.rows.push_back({r.method, r.layer, std::string("not a layer attribution (nothing to ablate)")});
       continue;
     }
@@ -257,6 +216,7 @@ class Completeness : public Evaluator {
     per_input.columns = {"method", "layer", "input", "delta", "F(x) - F(x')"};
     const auto change = (in.f_input - in.f_baseline).to(torch::kDouble).cpu();
     auto skipped = skipped_table();
+    sel_.filter.check(in.results);
     for (const auto& r : in.results) {
       if (!sel_.wants(r)) continue;
       if (!r.delta.defined()) {  // activations, gradients, per-unit maps: not a decomposition of F(x) − F(x′)
@@ -467,7 +427,7 @@ class PredictionFlip : public Evaluator {
       c.method = m;
       c.layer = ln;
       c.name = "fraction flipped";
-      c.x_label = std::string(unit_name(t.kind)) + "s ablated";
+      c.x_label = std::string(to_string(t.kind)) + "s ablated";
       c.y_label = "fraction of inputs whose label changed";
       for (std::int64_t s = 0; s < steps; ++s) {
         c.x.push_back(static_cast<double>(counts[static_cast<std::size_t>(s)]));

@@ -11,6 +11,7 @@
 #include <set>
 
 #include "galvani/galvani.h"
+#include "galvani/support.h"
 #include "galvani/tensor_io.h"
 
 namespace galvani::plugins::feature_selection {
@@ -24,7 +25,7 @@ class FeatureSelection : public Evaluator {
       : labels_file_(o.get_path("labels", "")), train_fraction_(o.get_double_in("train_fraction", 0.5, 0.05, 0.95)),
         ks_(o.get_ints("k", {5, 10, 15, 20})), l2_(o.get_double_in("l2", 1e-3, 0.0, 1e6)),
         random_trials_(o.get_int_in("random_trials", 5, 0, 1000)), seed_(o.get_int("seed", 0)),
-        methods_(o.get_strings("methods", {})), layers_(o.get_strings("layers", {})) {
+        filter_(o) {
     if (labels_file_.empty())
       throw ConfigError(o.key_path("labels") + ": feature-selection needs the true labels of the inputs, a tensor "
                                                "file of N class indices");
@@ -33,25 +34,23 @@ class FeatureSelection : public Evaluator {
       if (k < 1) throw ConfigError(o.key_path("k") + ": every k must be ≥ 1");
   }
 
+  void validate(const EvaluatorPlan& plan) const override { check_labels(plan.inputs); }
+
   Evaluation evaluate(const EvaluationInput& in) const override {
     Evaluation e;
     const auto n = in.inputs.size(0);
-    if (labels_.size(0) < n)
-      throw ShapeError("feature-selection: '" + labels_file_ + "' holds " + std::to_string(labels_.size(0)) +
-                       " labels for " + std::to_string(n) + " inputs");
+    check_labels(n);
     const auto labels = labels_.narrow(0, 0, n);
     const auto n_train = std::clamp<std::int64_t>(static_cast<std::int64_t>(train_fraction_ * static_cast<double>(n)), 1, n - 1);
     const auto classes = labels.max().item<std::int64_t>() + 1;
     std::map<std::string, Tensor> activations;  // per layer: [N, units] per unit kind, see features()
+    filter_.check(in.results);
     for (const auto& r : in.results) {
       if (r.space != Space::Layer) continue;
-      if (!methods_.empty() && !std::count(methods_.begin(), methods_.end(), r.method)) continue;
-      if (!layers_.empty() && !std::count(layers_.begin(), layers_.end(), r.layer)) continue;
-      const auto shape = in.model->layer(r.layer).shape;
-      const auto per = r.values.sizes().slice(1).vec();
-      const bool neuron = per == shape;
-      const bool filter = !neuron && shape.size() > 1 && per.size() == 1 && per[0] == shape[0];
-      if (!neuron && !filter) continue;  // whole-layer or other shapes: nothing to select
+      if (!filter_.accepts(r)) continue;
+      const auto kind = unit_kind(r.values.sizes().slice(1), in.model->layer(r.layer).shape);
+      if (kind != UnitKind::Neuron && kind != UnitKind::Filter) continue;  // whole-layer or other shapes
+      const bool filter = kind == UnitKind::Filter;
       const auto key = r.layer + (filter ? "/filter" : "/neuron");
       if (!activations.count(key)) activations[key] = features(in, r.layer, filter);
       const auto& x = activations.at(key);  // [N, U] float64 on the CPU
@@ -101,6 +100,12 @@ class FeatureSelection : public Evaluator {
   }
 
  private:
+  void check_labels(std::int64_t n) const {
+    if (labels_.size(0) < n)
+      throw ShapeError("feature-selection: '" + labels_file_ + "' holds " + std::to_string(labels_.size(0)) +
+                       " labels for " + std::to_string(n) + " inputs");
+  }
+
   // The layer's activation per unit over all inputs: per neuron as is, per filter the channel's spatial mean.
   static Tensor features(const EvaluationInput& in, const std::string& layer, bool filter) {
     torch::NoGradGuard no_grad;
@@ -165,7 +170,7 @@ class FeatureSelection : public Evaluator {
   std::vector<std::int64_t> ks_;
   double l2_;
   std::int64_t random_trials_, seed_;
-  std::vector<std::string> methods_, layers_;
+  ResultFilter filter_;
   Tensor labels_;
 };
 

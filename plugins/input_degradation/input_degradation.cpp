@@ -4,8 +4,10 @@
 // k = 0..K of F(x) − F(x with the first k/K·max_fraction of the features removed), averaged over inputs.
 #include <algorithm>
 #include <cmath>
+#include <set>
 
 #include "galvani/galvani.h"
+#include "galvani/support.h"
 
 namespace galvani::plugins::input_degradation {
 namespace {
@@ -15,7 +17,7 @@ using torch::Tensor;
 class InputDegradation : public Evaluator {
  public:
   explicit InputDegradation(const Options& o)
-      : methods_(o.get_strings("methods", {})), steps_(o.get_int_in("steps", 20, 1, 10000)),
+      : filter_(o, /*with_layers=*/false), steps_(o.get_int_in("steps", 20, 1, 10000)),
         max_fraction_(o.get_double_in("max_fraction", 1.0, 0.0, 1.0)),
         replacement_(o.get_choice("replacement", "baseline", {"baseline", "zero", "mean"})),
         reduce_(o.get_choice("reduce", "sum", {"sum", "max-abs"})), batch_(o.get_int_in("batch", 256, 1, 1 << 20)),
@@ -50,9 +52,11 @@ class InputDegradation : public Evaluator {
     Table skipped;
     skipped.name = "skipped";
     skipped.columns = {"method", "layer", "reason"};
+    filter_.check(in.results);
+    std::set<std::string> with_random;  // layers whose plots have the random curve
     for (const auto& r : in.results) {
       if (r.space != Space::Input) continue;
-      if (!methods_.empty() && !std::count(methods_.begin(), methods_.end(), r.method)) continue;
+      if (!filter_.accepts(r)) continue;
       if (r.values.sizes() != x.sizes()) {
         skipped.rows.push_back({r.method, r.layer, "values of shape " + shape_string(r.values.sizes()) +
                                                        " are not shaped like the inputs"});
@@ -68,7 +72,9 @@ class InputDegradation : public Evaluator {
           {"MoRF", curve(in, x, replacement, ranks(morf), counts, f0)},
           {"LeRF", curve(in, x, replacement, ranks(lerf), counts, f0)}};
       for (const auto& [name, y] : curves) add_curve(e, r.method, r.layer, name, counts, positions, y);
-      add_curve(e, "random", r.layer, "MoRF", counts, positions, random_curve);
+      // The random reference once in each plot (MoRF and LeRF), not once per method.
+      if (with_random.insert(r.layer).second)
+        for (const char* plot : {"MoRF", "LeRF"}) add_curve(e, "random", r.layer, plot, counts, positions, random_curve);
       const double morf_aopc = aopc(curves[0].second), lerf_aopc = aopc(curves[1].second);
       e.metrics.push_back({r.method, r.layer, "aopc_morf", morf_aopc});
       e.metrics.push_back({r.method, r.layer, "aopc_lerf", lerf_aopc});
@@ -76,24 +82,6 @@ class InputDegradation : public Evaluator {
       e.metrics.push_back({r.method, r.layer, "aopc_morf_minus_lerf", morf_aopc - lerf_aopc});
     }
     if (!skipped.rows.empty()) e.tables.push_back(std::move(skipped));
-    // The random reference once per plot, not once per method.
-    std::vector<Curve> unique;
-    for (auto& c : e.curves) {
-      const bool dup = c.method == "random" && std::any_of(unique.begin(), unique.end(), [&](const Curve& u) {
-                         return u.method == "random" && u.layer == c.layer;
-                       });
-      if (!dup) unique.push_back(std::move(c));
-    }
-    std::vector<Curve> with_lerf;
-    for (const auto& c : unique) {
-      with_lerf.push_back(c);
-      if (c.method == "random") {
-        auto l = c;
-        l.name = "LeRF";
-        with_lerf.push_back(std::move(l));
-      }
-    }
-    e.curves = std::move(with_lerf);
     return e;
   }
 
@@ -174,7 +162,7 @@ class InputDegradation : public Evaluator {
     return sums;
   }
 
-  std::vector<std::string> methods_;
+  ResultFilter filter_;
   std::int64_t steps_;
   double max_fraction_;
   std::string replacement_, reduce_;

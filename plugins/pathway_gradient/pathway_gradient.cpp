@@ -20,6 +20,7 @@
 #include <mutex>
 
 #include "galvani/galvani.h"
+#include "galvani/support.h"
 #include "galvani/tap.h"
 #include "galvani/tensor_io.h"
 
@@ -111,12 +112,8 @@ class ReluSitesForward : public TappedForward {
 // forward (`:relu` at the root; also `#k` when one forward calls it several times). Empty when the backend
 // lists no operations.
 std::pair<std::vector<std::string>, std::vector<std::size_t>> relu_sites(const Model& model) {
-  std::vector<OpSite> ops;
-  try {
-    ops = model.operations();
-  } catch (const ModelError&) {
-    return {};
-  }
+  if (!model.capabilities().operations) return {};
+  const std::vector<OpSite> ops = model.operations();
   std::map<std::string, std::string> module_types;
   for (const auto& l : model.layers()) module_types[l.module] = l.type;
   std::vector<std::string> names;
@@ -357,6 +354,12 @@ class PathwayGradient : public Method {
   MethodNeeds needs() const override { return {}; }  // its own passes
   bool needs_layers() const override { return false; }
 
+  // Before any shard: the pathway's layers exist (given, or the model's ReLUs), `reduce` fits the inputs.
+  void validate(const MethodPlan& plan) const override {
+    (void)prepared(*plan.model, plan.layers);
+    check_reduce(static_cast<std::int64_t>(plan.input_shape.size()) + 1);
+  }
+
   std::vector<Attribution> attribute(const MethodContext& ctx, const std::vector<std::string>& given) const override {
     const auto [layers, tapped] = prepared(ctx.model(), given);
     const Shard shard = original_pass(ctx, *tapped);
@@ -421,25 +424,24 @@ class PathwayGradient : public Method {
   }
 
  private:
-  // The layers and their tapped forward, prepared once per model and layer list: rewriting the graph costs as
-  // much as several forwards of a small model, and every shard needs the same one.
-  std::pair<std::vector<std::string>, std::shared_ptr<const TappedForward>> prepared(
-      const Model& model, const std::vector<std::string>& given) const {
-    std::lock_guard<std::mutex> lock(prepared_mutex_);
-    auto& entry = prepared_[{&model, given}];
-    if (!entry.second) {
-      if (given.empty()) {
-        auto [names, sites] = relu_sites(model);
-        if (!names.empty()) {
-          entry.first = names;
-          entry.second = std::make_shared<ReluSitesForward>(std::move(names), model.op_tapped({}, sites));
-          return entry;
-        }
+  // The layers and their tapped forward. Nothing is kept here between calls: one method instance explains
+  // several models over its life (randomization-sanity reruns it on randomised copies, which may reuse a freed
+  // model's address), and the backend already memoises its rewritten forwards per model.
+  static std::pair<std::vector<std::string>, std::shared_ptr<const TappedForward>> prepared(
+      const Model& model, const std::vector<std::string>& given) {
+    if (given.empty()) {
+      auto [names, sites] = relu_sites(model);
+      if (!names.empty()) {
+        // Not `return {names, make_shared(std::move(names), ...)}`: pair's forwarding constructor would bind
+        // `names` by reference and copy it only after the move emptied it.
+        std::shared_ptr<const TappedForward> forward =
+            std::make_shared<ReluSitesForward>(names, model.op_tapped({}, sites));
+        return {std::move(names), std::move(forward)};
       }
-      entry.first = given.empty() ? relu_call_sites(model) : given;
-      entry.second = model.tapped(entry.first);
     }
-    return entry;
+    auto names = given.empty() ? relu_call_sites(model) : given;
+    auto forward = model.tapped(names);
+    return {std::move(names), std::move(forward)};
   }
 
   // Backends without op listing: the ReLU modules' call sites.
@@ -453,11 +455,16 @@ class PathwayGradient : public Method {
     return names;
   }
 
+  // reduce = "sum" / "max-abs" sums over a channel dimension: inputs need [B, C, ...].
+  void check_reduce(std::int64_t input_dims) const {
+    if (s_.reduce != "none" && input_dims < 3)
+      throw ShapeError("pathway-gradient: reduce = \"" + s_.reduce + "\" needs inputs with a channel dimension [B, C, ...]; "
+                       "the inputs have " + std::to_string(input_dims) + " dimensions (use reduce = \"none\")");
+  }
+
   Tensor reduce(const Tensor& g) const {
     if (s_.reduce == "none") return g;
-    if (g.dim() < 3)
-      throw ShapeError("pathway-gradient: reduce = \"" + s_.reduce + "\" needs inputs with a channel dimension [B, C, ...]; "
-                       "the inputs are " + shape_string(g.sizes()) + " (use reduce = \"none\")");
+    check_reduce(g.dim());
     return s_.reduce == "sum" ? g.sum(1, true) : g.abs().amax(1, true);
   }
 
@@ -466,10 +473,7 @@ class PathwayGradient : public Method {
   std::vector<Tensor> saved_attributions(const Shard& s, const std::vector<std::string>& layers) const {
     std::vector<Tensor> out;
     for (std::size_t l = 0; l < layers.size(); ++l) {
-      std::string file_name = layers[l];
-      for (char& ch : file_name)
-        if (ch == '/' || ch == '\\') ch = '_';
-      const auto file = (std::filesystem::path(s_.attributions) / (file_name + ".pt")).string();
+      const auto file = (std::filesystem::path(s_.attributions) / (layer_file_name(layers[l]) + ".pt")).string();
       Tensor all;
       {
         std::lock_guard<std::mutex> lock(cache_mutex_);
@@ -490,10 +494,6 @@ class PathwayGradient : public Method {
   }
 
   Settings s_;
-  mutable std::mutex prepared_mutex_;
-  mutable std::map<std::pair<const Model*, std::vector<std::string>>,
-                   std::pair<std::vector<std::string>, std::shared_ptr<const TappedForward>>>
-      prepared_;
   mutable std::mutex cache_mutex_;
   mutable std::map<std::string, Tensor> cache_;
 };

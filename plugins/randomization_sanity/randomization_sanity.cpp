@@ -7,38 +7,12 @@
 #include <set>
 
 #include "galvani/galvani.h"
+#include "galvani/support.h"
 
 namespace galvani::plugins::randomization_sanity {
 namespace {
 
 using torch::Tensor;
-
-// Ranks (average ranks for ties) along dim 1 of [N, M].
-Tensor ranks(const Tensor& v) {
-  const auto n = v.size(0), m = v.size(1);
-  auto out = torch::empty({n, m}, torch::kDouble);
-  const auto sorted = v.sort(/*stable=*/true, 1);
-  const auto values = std::get<0>(sorted), order = std::get<1>(sorted);
-  for (std::int64_t i = 0; i < n; ++i) {
-    const auto* pv = values[i].data_ptr<double>();
-    const auto* po = order[i].data_ptr<std::int64_t>();
-    auto* pr = out[i].data_ptr<double>();
-    for (std::int64_t a = 0; a < m;) {
-      std::int64_t b = a;
-      while (b + 1 < m && pv[b + 1] == pv[a]) ++b;
-      for (std::int64_t j = a; j <= b; ++j) pr[po[j]] = 0.5 * static_cast<double>(a + b);
-      a = b + 1;
-    }
-  }
-  return out;
-}
-
-// Spearman correlation per row of two [N, M] tensors; NaN where a row is constant.
-Tensor spearman(const Tensor& a, const Tensor& b) {
-  const auto ra = ranks(a), rb = ranks(b);
-  const auto ca = ra - ra.mean(1, true), cb = rb - rb.mean(1, true);
-  return (ca * cb).sum(1) / ((ca * ca).sum(1) * (cb * cb).sum(1)).sqrt();
-}
 
 // Mean SSIM (7×7 uniform window, maps scaled to [0, 1] after |·|) of [N, H, W] maps.
 Tensor ssim(const Tensor& a, const Tensor& b) {
@@ -74,22 +48,20 @@ const std::set<std::string>& parameterised_types() {
 class RandomizationSanity : public Evaluator {
  public:
   explicit RandomizationSanity(const Options& o)
-      : methods_(o.get_strings("methods", {})), modules_(o.get_strings("modules", {})),
+      : filter_(o, /*with_layers=*/false), modules_(o.get_strings("modules", {})),
         inputs_(o.get_int_in("inputs", 32, 1, 1 << 30)), seed_(o.get_int("seed", 0)) {}
+
+  // Before any shard: the backend can randomise, and there are modules to randomise (the named ones exist).
+  void validate(const EvaluatorPlan& plan) const override {
+    if (!plan.model->capabilities().randomized)
+      throw ModelError("randomization-sanity: this model backend cannot randomise parameters");
+    (void)cascade(*plan.model);
+    if (!modules_.empty()) (void)plan.model->randomized(modules_, 0);  // names an unknown module with the valid ones
+  }
 
   Evaluation evaluate(const EvaluationInput& in) const override {
     Evaluation e;
-    // Modules nearest the output first: the given ones, or every module with parameters by its layer type.
-    std::vector<std::string> modules = modules_;
-    if (modules.empty()) {
-      for (const auto& l : in.model->layers())
-        if (parameterised_types().count(l.type) &&
-            std::find(modules.begin(), modules.end(), l.module) == modules.end())
-          modules.push_back(l.module);
-      std::reverse(modules.begin(), modules.end());
-    }
-    if (modules.empty())
-      throw ConfigError("randomization-sanity: no module with parameters found by layer type; list them in `modules`");
+    const auto modules = cascade(*in.model);
     Table steps;
     steps.name = "steps";
     steps.columns = {"step", "randomised module"};
@@ -97,8 +69,9 @@ class RandomizationSanity : public Evaluator {
     e.tables.push_back(steps);
 
     std::vector<std::string> methods;
+    filter_.check(in.results);
     for (const auto& r : in.results)
-      if ((methods_.empty() || std::count(methods_.begin(), methods_.end(), r.method)) &&
+      if (filter_.accepts(r) &&
           std::find(methods.begin(), methods.end(), r.method) == methods.end())
         methods.push_back(r.method);
     const auto count = std::min<std::int64_t>(inputs_, in.inputs.size(0));
@@ -116,8 +89,8 @@ class RandomizationSanity : public Evaluator {
           const auto before = it->values.narrow(0, 0, count).detach().to(torch::kDouble).cpu().reshape({count, -1});
           const auto after = again.values.detach().to(torch::kDouble).cpu().reshape({count, -1});
           const auto key = std::make_pair(method, again.layer);
-          abs_curve[key].push_back(finite_mean(spearman(before.abs(), after.abs())));
-          signed_curve[key].push_back(finite_mean(spearman(before, after)));
+          abs_curve[key].push_back(finite_mean(stats::spearman(before.abs(), after.abs())));
+          signed_curve[key].push_back(finite_mean(stats::spearman(before, after)));
           const auto ib = image_of(it->values.narrow(0, 0, count).detach().to(torch::kDouble).cpu());
           const auto ia = image_of(again.values.detach().to(torch::kDouble).cpu());
           if (ib.defined() && ia.defined() && ib.size(1) >= 7 && ib.size(2) >= 7)
@@ -149,7 +122,23 @@ class RandomizationSanity : public Evaluator {
   }
 
  private:
-  std::vector<std::string> methods_, modules_;
+  // Modules nearest the output first: the given ones, or every module with parameters by its layer type.
+  std::vector<std::string> cascade(const Model& model) const {
+    std::vector<std::string> modules = modules_;
+    if (modules.empty()) {
+      for (const auto& l : model.layers())
+        if (parameterised_types().count(l.type) &&
+            std::find(modules.begin(), modules.end(), l.module) == modules.end())
+          modules.push_back(l.module);
+      std::reverse(modules.begin(), modules.end());
+    }
+    if (modules.empty())
+      throw ConfigError("randomization-sanity: no module with parameters found by layer type; list them in `modules`");
+    return modules;
+  }
+
+  ResultFilter filter_;
+  std::vector<std::string> modules_;
   std::int64_t inputs_, seed_;
 };
 

@@ -359,6 +359,14 @@ class ShapleySampling : public Method {
 
   MethodNeeds needs() const override { return {}; }  // runs its own head and tail forwards
 
+  // Before any shard: the players of every layer (unit kind, groups file) and the exact-enumeration limit.
+  void validate(const MethodPlan& plan) const override {
+    for (const auto& layer : plan.layers) {
+      const auto shape = plan.model->layer(layer).shape;
+      if (!shape.empty()) check_players(layer, make_players(s_, layer, shape));
+    }
+  }
+
   std::vector<Attribution> attribute(const MethodContext& ctx, const std::vector<std::string>& layers) const override {
     std::vector<Attribution> out;
     for (const auto& layer : layers) out.push_back(attribute_at(ctx, layer));
@@ -366,6 +374,14 @@ class ShapleySampling : public Method {
   }
 
  private:
+  void check_players(const std::string& layer, const Players& players) const {
+    const auto units = players.count();
+    if (s_.exact && units > kMaxExactUnits)
+      throw ConfigError("exact: layer '" + layer + "' has " + std::to_string(units) +
+                        " units; exact enumeration (2^U coalitions) is limited to " + std::to_string(kMaxExactUnits) +
+                        " units. Set exact = false, or group units with unit = \"filter\" or groups = \"file.pt\"");
+  }
+
   Attribution attribute_at(const MethodContext& ctx, const std::string& layer) const {
     torch::NoGradGuard no_grad;
     const Model& model = ctx.model();
@@ -399,10 +415,7 @@ class ShapleySampling : public Method {
     }
     const auto players = make_players(s_, layer, act.sizes().slice(1));
     const auto units = players.count();
-    if (s_.exact && units > kMaxExactUnits)
-      throw ConfigError("exact: layer '" + layer + "' has " + std::to_string(units) +
-                        " units; exact enumeration (2^U coalitions) is limited to " + std::to_string(kMaxExactUnits) +
-                        " units. Set exact = false, or group units with unit = \"filter\" or groups = \"file.pt\"");
+    check_players(layer, players);
 
     const auto tail = model.tail(layer);
     const auto numel = act[0].numel();

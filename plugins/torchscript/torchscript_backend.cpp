@@ -220,6 +220,13 @@ class TorchScriptModel : public Model {
 
   torch::Device device() const override { return device_; }
   torch::ScalarType dtype() const override { return dtype_; }
+  ModelCapabilities capabilities() const override {
+    ModelCapabilities c;
+    c.operations = true;
+    c.tail_cut = true;
+    c.randomized = true;
+    return c;
+  }
 
   std::shared_ptr<Model> randomized(const std::vector<std::string>& modules, std::uint64_t seed) const override {
     torch::jit::Module copy = module_.clone();  // its own parameter tensors: the original stays as it is

@@ -20,7 +20,9 @@ PathGenerator::~PathGenerator() = default;
 MethodContext::~MethodContext() = default;
 void MethodContext::provide_outputs(const torch::Tensor&, const torch::Tensor&) const {}
 Method::~Method() = default;
+void Method::validate(const MethodPlan&) const {}
 Evaluator::~Evaluator() = default;
+void Evaluator::validate(const EvaluatorPlan&) const {}
 Registrar::~Registrar() = default;
 
 namespace {
@@ -85,6 +87,8 @@ std::shared_ptr<const OpTappedForward> Model::op_tapped(const std::vector<std::s
 std::shared_ptr<Model> Model::randomized(const std::vector<std::string>&, std::uint64_t) const {
   throw ModelError("this model backend cannot randomise parameters (needed by parameter-randomisation checks)");
 }
+
+ModelCapabilities Model::capabilities() const { return {}; }
 
 LayerInfo Model::layer(const std::string& name) const {
   const auto all = layers();

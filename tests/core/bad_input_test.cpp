@@ -101,3 +101,45 @@ TEST(BadInput, NonTensorInputFile) {
   const auto msg = run_error(config(linear_model(), bad, kCond));
   EXPECT_NE(msg.find("text.pt"), std::string::npos) << msg;
 }
+
+TEST(BadInput, TargetFilesMustHoldOneWholeClassPerInput) {
+  const auto x = save_temp_tensor(torch::ones({3, 3}), "x.pt");
+  const auto model = save_script_model("three", {{"hidden", "def forward(self, x):\n  return x * 2.0\n"}},
+                                       "def forward(self, x):\n  return self.hidden.forward(x)\n");
+  // Floats that are not whole numbers were truncated to classes.
+  auto msg = run_error(config(model, x, kCond,
+                              "target = \"" + save_temp_tensor(torch::tensor({0.7, 1.7, 2.7}), "t_float.pt") + "\"\n"));
+  EXPECT_NE(msg.find("t_float.pt' holds values that are not whole numbers"), std::string::npos) << msg;
+  // One-hot rows were flattened, and every input became class 0.
+  msg = run_error(config(model, x, kCond,
+                         "target = \"" + save_temp_tensor(torch::eye(3), "t_onehot.pt") + "\"\n"));
+  EXPECT_NE(msg.find("t_onehot.pt' has shape [3, 3]; expected one class index per input, [N]"), std::string::npos) << msg;
+  // Whole-number floats and [N, 1] columns are classes.
+  const auto r = run_config(config(model, x, kCond,
+                                   "target = \"" + save_temp_tensor(torch::tensor({{2.0}, {0.0}, {1.0}}), "t_col.pt") +
+                                       "\"\n"));
+  EXPECT_TRUE(torch::equal(r.plan.targets, torch::tensor({2, 0, 1}, torch::kLong)));
+}
+
+TEST(BadInput, EmptyInputsAreRefused) {
+  const auto x = save_temp_tensor(torch::ones({0, 3}), "x_empty.pt");
+  const auto msg = run_error(config(linear_model(), x, kCond));
+  EXPECT_NE(msg.find("data.inputs: '" + x + "' has shape [0, 3]: no values to attribute"), std::string::npos) << msg;
+}
+
+TEST(BadInput, EvaluatorMethodsMustNameMethodsOfTheRunBeforeAnyShardRuns) {
+  const auto x = save_temp_tensor(torch::ones({2, 3}), "x.pt");
+  galvani::core::Timings timings;
+  const auto toml = config(linear_model(), x, kCond) + "[[evaluators]]\nplugin = \"completeness\"\nmethods = [\"conductance\", \"condutance\"]\n";
+  try {
+    // Planning alone finds it: nothing has been computed yet.
+    galvani::core::make_plan(galvani::core::parse_config_string(toml, "."), galvani::testing::plugins(), &timings);
+    FAIL() << "a misspelt method in evaluators[0].methods was accepted";
+  } catch (const galvani::ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("evaluators[0].methods: no method named \"condutance\" in this run; its "
+                                         "methods are \"conductance\""),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_EQ(timings.count("run (wall)"), 0u);
+}

@@ -23,8 +23,13 @@ TEST(Config, DefaultsAndRelativePaths) {
                                        "/base");
   EXPECT_EQ(cfg.model.path, "/base/m.pt");
   EXPECT_EQ(cfg.data.inputs, "/base/x.pt");
-  EXPECT_EQ(cfg.data.baselines, "zeros");
-  EXPECT_EQ(cfg.data.target, "predicted");
+  EXPECT_EQ(cfg.data.baselines.kind, galvani::core::BaselineSpec::Kind::Zeros);
+  EXPECT_EQ(cfg.data.baselines.describe(), "zeros");
+  EXPECT_EQ(cfg.data.target.kind, galvani::core::TargetSpec::Kind::Predicted);
+  EXPECT_EQ(cfg.data.target.describe(), "predicted");
+  EXPECT_EQ(cfg.model.device, torch::Device(torch::kCPU));
+  EXPECT_FALSE(cfg.model.dtype.has_value());
+  EXPECT_FALSE(cfg.run.double_precision);
   EXPECT_EQ(cfg.model.output, galvani::OutputMode::Logit);
   ASSERT_EQ(cfg.methods.size(), 1u);
   EXPECT_EQ(cfg.methods[0].name, "conductance");
@@ -57,4 +62,41 @@ TEST(Config, BadValuesNameTheKeyAndTheValidChoices) {
   EXPECT_NE(msg.find("methods[1].name"), std::string::npos) << msg;
   msg = error_of("[data]\ninputs = \"x.pt\"\n");
   EXPECT_NE(msg.find("[model]"), std::string::npos) << msg;
+}
+
+TEST(Config, ValuesAreParsedOnceIntoTypes) {
+  const auto cfg = parse_config_string(
+      "[model]\npath = \"m.pt\"\ndevice = \"cuda:1\"\ndtype = \"float64\"\n[data]\ninputs = \"x.pt\"\n"
+      "baselines = \"b.pt\"\ntarget = 3\n[run]\nprecision = \"double\"\n",
+      "/base");
+  EXPECT_EQ(cfg.model.device, torch::Device(torch::kCUDA, 1));
+  EXPECT_EQ(cfg.model.dtype, torch::kDouble);
+  EXPECT_EQ(cfg.data.baselines.kind, galvani::core::BaselineSpec::Kind::File);
+  EXPECT_EQ(cfg.data.baselines.file, "/base/b.pt");
+  EXPECT_EQ(cfg.data.target.kind, galvani::core::TargetSpec::Kind::Class);
+  EXPECT_EQ(cfg.data.target.index, 3);
+  EXPECT_EQ(cfg.data.target.describe(), "3");
+  EXPECT_TRUE(cfg.run.double_precision);
+  const auto files = parse_config_string(
+      "[model]\npath = \"m.pt\"\n[data]\ninputs = \"x.pt\"\nbaselines = \"mean\"\ntarget = \"labels.pt\"\n", "/base");
+  EXPECT_EQ(files.data.baselines.kind, galvani::core::BaselineSpec::Kind::Mean);
+  EXPECT_EQ(files.data.target.kind, galvani::core::TargetSpec::Kind::File);
+  EXPECT_EQ(files.data.target.file, "/base/labels.pt");
+  const auto quoted = parse_config_string(std::string(kMinimal) + "target = \"7\"\n", "/base");
+  EXPECT_EQ(quoted.data.target.kind, galvani::core::TargetSpec::Kind::Class);
+  EXPECT_EQ(quoted.data.target.index, 7);
+}
+
+TEST(Config, DevicesThatCannotBeMeantAreRefused) {
+  const auto device = [](const std::string& d) {
+    return error_of("[model]\npath = \"m.pt\"\ndevice = \"" + d + "\"\n[data]\ninputs = \"x.pt\"\n");
+  };
+  auto msg = device("cpu:1");
+  EXPECT_NE(msg.find("model.device: \"cpu:1\": the CPU has no device index"), std::string::npos) << msg;
+  msg = device("gpu");
+  EXPECT_NE(msg.find("model.device: \"gpu\" is not a device; use \"cpu\", \"cuda\" or \"cuda:N\""), std::string::npos)
+      << msg;
+  msg = device("meta");
+  EXPECT_NE(msg.find("model.device: \"meta\" is not supported"), std::string::npos) << msg;
+  EXPECT_NE(error_of(std::string(kMinimal) + "baselines = \"\"\n").find("data.baselines: empty"), std::string::npos);
 }

@@ -13,6 +13,8 @@
 #define REPORT_TEST_READS_PNG 1
 #endif
 
+#include "galvani/core/report.h"
+#include "galvani/core/writer.h"
 #include "galvani/tensor_io.h"
 #include "test_support.h"
 

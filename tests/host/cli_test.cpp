@@ -101,6 +101,8 @@ TEST(Cli, PluginsAndLayers) {
   EXPECT_EQ(r.status, 0) << r.text;
   EXPECT_NE(r.text.find("method conductance"), std::string::npos) << r.text;
   EXPECT_NE(r.text.find("backend torchscript"), std::string::npos) << r.text;
+  // Each component with the one-line description its plugin registered.
+  EXPECT_NE(r.text.find("method conductance\n        total conductance of every unit"), std::string::npos) << r.text;
   r = galvani_cli("layers " + two_layer_model() + " --input-shape 4");
   EXPECT_EQ(r.status, 0) << r.text;
   EXPECT_NE(r.text.find("hidden"), std::string::npos) << r.text;
@@ -142,4 +144,97 @@ TEST(Cli, NewPluginWritesAProjectAndRefusesToOverwrite) {
   EXPECT_NE(r.text.find("lower-case"), std::string::npos) << r.text;
   r = galvani_cli("new-plugin x --kind tokenizer --dir " + dir);
   EXPECT_NE(r.text.find("\"method\", \"evaluator\", \"path\", \"backend\""), std::string::npos) << r.text;
+}
+
+TEST(Cli, UsageErrorsExitWith2AndSayWhatIsWrong) {
+  const auto model = two_layer_model();
+  auto r = galvani_cli("layers " + model + " --input-shape 1,x,28");
+  EXPECT_EQ(r.status, 2) << r.text;
+  EXPECT_NE(r.text.find("galvani: usage error: "), std::string::npos) << r.text;
+  EXPECT_NE(r.text.find("--input-shape"), std::string::npos) << r.text;
+  EXPECT_EQ(r.text.find("internal error"), std::string::npos) << r.text;
+  r = galvani_cli("layers " + model + " --input-shape 4,-1");
+  EXPECT_EQ(r.status, 2) << r.text;
+  EXPECT_NE(r.text.find("-1"), std::string::npos) << r.text;
+  r = galvani_cli("layers " + model + " --input-shape 4 --inputs x.pt");
+  EXPECT_EQ(r.status, 2) << r.text;
+  r = galvani_cli("run");
+  EXPECT_EQ(r.status, 2) << r.text;
+  EXPECT_NE(r.text.find("config"), std::string::npos) << r.text;
+  r = galvani_cli("run x.toml --frobnicate");
+  EXPECT_EQ(r.status, 2) << r.text;
+  EXPECT_NE(r.text.find("--frobnicate"), std::string::npos) << r.text;
+  r = galvani_cli("new-plugin my-method");
+  EXPECT_EQ(r.status, 2) << r.text;
+  EXPECT_NE(r.text.find("--kind"), std::string::npos) << r.text;
+  EXPECT_EQ(galvani_cli("").status, 2);
+}
+
+TEST(Cli, HelpAndVersionExit0) {
+  auto r = galvani_cli("help");
+  EXPECT_EQ(r.status, 0) << r.text;
+  for (const char* cmd : {"run", "plugins", "layers", "new-plugin", "version"})
+    EXPECT_NE(r.text.find(cmd), std::string::npos) << cmd << "\n" << r.text;
+  EXPECT_NE(r.text.find("Exit status: 0 success, 1 an error in the config"), std::string::npos) << r.text;
+  r = galvani_cli("run --help");
+  EXPECT_EQ(r.status, 0) << r.text;
+  EXPECT_NE(r.text.find("--dry-run"), std::string::npos) << r.text;
+  r = galvani_cli("version");
+  EXPECT_EQ(r.status, 0) << r.text;
+  EXPECT_EQ(r.text.rfind("galvani ", 0), 0u) << r.text;
+  EXPECT_EQ(galvani_cli("--version").text, r.text);
+}
+
+TEST(Cli, AMissingConfigFileIsAUserErrorExit1) {
+  const auto r = galvani_cli("run /nonexistent/run.toml");
+  EXPECT_EQ(r.status, 1) << r.text;
+  EXPECT_NE(r.text.find("galvani: error: config file '/nonexistent/run.toml' does not exist"), std::string::npos) << r.text;
+}
+
+// What can be known from the config, the model and the data is refused while planning: `--dry-run` says it,
+// exit status 1, before any attribution is computed and without writing anything.
+TEST(Cli, PlanningFindsWhatWouldFailLateAndDryRunSaysIt) {
+  const auto dir = galvani::testing::temp_dir();
+  galvani::save_tensor(torch::randn({3, 13}), dir + "/x.pt");
+  galvani::save_tensor(torch::tensor({0, 1}), dir + "/two_labels.pt");
+  const auto exp_model = galvani::testing::save_script_model(
+      "exp_cli", {{"body", "def forward(self, x):\n  return torch.exp(x) * 0.5\n"}},
+      "def forward(self, x):\n  return torch.relu(self.body.forward(x)).sum(1, keepdim=True)\n");
+  struct Case {
+    std::string name, model, model_extra, body, expected;
+  };
+  const std::vector<Case> cases{
+      {"deeplift-probability", two_layer_model(), "output = \"probability\"\n",
+       "[[methods]]\nplugin = \"deeplift\"\nlayers = [\"hidden\"]\n", "output = \"probability\""},
+      {"deeplift-no-rule", exp_model, "", "[[methods]]\nplugin = \"deeplift\"\nlayers = [\"body\"]\n",
+       "deeplift has no rule for aten::exp in 'body'"},
+      {"pathway-no-relu", two_layer_model(), "", "[[methods]]\nplugin = \"pathway-gradient\"\n",
+       "pathway-gradient: the model has no ReLU modules"},
+      {"pathway-reduce", exp_model, "", "[[methods]]\nplugin = \"pathway-gradient\"\nreduce = \"sum\"\n",
+       "needs inputs with a channel dimension"},
+      {"shapley-exact", two_layer_model(), "",
+       "[[methods]]\nplugin = \"shapley-sampling\"\nlayers = [\"hidden\"]\nexact = true\n",
+       "exact: layer 'hidden' has 13 units"},
+      {"evaluator-methods", two_layer_model(), "",
+       "[[methods]]\nplugin = \"activation\"\nlayers = [\"hidden\"]\n[[evaluators]]\nplugin = \"completeness\"\n"
+       "methods = [\"activaton\"]\n",
+       "evaluators[0].methods: no method named \"activaton\""},
+      {"feature-selection-labels", two_layer_model(), "",
+       "[[methods]]\nplugin = \"activation\"\nlayers = [\"hidden\"]\n[[evaluators]]\nplugin = \"feature-selection\"\n"
+       "labels = \"two_labels.pt\"\n",
+       "holds 2 labels for 3 inputs"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    const auto config = dir + "/" + c.name + ".toml";
+    std::ofstream(config) << "[model]\npath = \"" << c.model << "\"\n" << c.model_extra << "[data]\ninputs = \"x.pt\"\n"
+                          << c.body;
+    for (const std::string flags : {" --dry-run", ""}) {
+      const auto out = dir + "/out-" + c.name + (flags.empty() ? "" : "-dry");
+      const auto r = galvani_cli("run " + config + " --out " + out + flags + " --quiet");
+      EXPECT_EQ(r.status, 1) << flags << "\n" << r.text;
+      EXPECT_NE(r.text.find(c.expected), std::string::npos) << flags << "\n" << r.text;
+      EXPECT_FALSE(fs::exists(out)) << flags;
+    }
+  }
 }

@@ -271,7 +271,7 @@ TEST(DeepLift, LayersAloneMatchTheRunWithTheInput) {
                            galvani::load_tensor(kExamples + "/fashion_test.pt").narrow(0, 0, 4).to(torch::kDouble),
                            {{"features.4"}, {"features.1", "features.5", "classifier.2"}},
                            save_temp_tensor(torch::rand({4, 1, 28, 28}, torch::kDouble) * 0.3, "cnn_refs.pt")}};
-  if (!large_fixture("resnet18_refs.pt").empty())
+  if (galvani::testing::large_fixtures_enabled())
     cases.push_back({large_fixture("resnet18_traced.pt"), torch::rand({2, 3, 64, 64}, torch::kDouble),
                      {{"layer2"}, {"layer1.0", "layer3"}},
                      save_temp_tensor(torch::rand({2, 3, 64, 64}, torch::kDouble) * 0.5, "resnet_layer_refs.pt")});
@@ -323,7 +323,7 @@ TEST(DeepLift, Float32MatchesFloat64) {
 }
 
 TEST(DeepLift, Resnet18TracedAndScriptedSumToDelta) {
-  if (large_fixture("resnet18_refs.pt").empty()) GTEST_SKIP() << "resnet18 fixtures were not generated";
+  GALVANI_SKIP_WITHOUT_LARGE_FIXTURES();
   torch::manual_seed(0);
   const auto x = torch::rand({2, 3, 64, 64}, torch::kDouble);
   // A non-constant reference: against a constant one the pool's winners carry the whole difference anyway.

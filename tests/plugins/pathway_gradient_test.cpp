@@ -150,8 +150,8 @@ TEST(PathwayGradient, KappaZeroOnExampleCnnAndResnet18) {
     EXPECT_LT(max_abs(res.values - input_gradient(*model, x, r.plan.targets)), 1e-12);
     for (const std::string l : {"features.1", "features.4", "classifier.2"}) EXPECT_TRUE(res.extras.count("mask." + l)) << l;
   }
+  GALVANI_SKIP_WITHOUT_LARGE_FIXTURES();
   const auto path = large_fixture("resnet18_traced.pt");
-  if (path.empty()) GTEST_SKIP() << "resnet18 fixtures were not generated";
   torch::manual_seed(0);
   const auto x = torch::rand({2, 3, 64, 64}, torch::kDouble);
   const auto r = run(path, x, pathway("sparsity = 0.0"));
@@ -399,8 +399,8 @@ TEST(PathwayGradient, GreedyPruningKeepsDeadNeurons) {
 // NeuronIntGrad on resnet18: the shared passes over 17 ReLU call sites (reused modules included) give, for the
 // second call of a reused ReLU, the contribution of a per-layer path computed here.
 TEST(PathwayGradient, Resnet18IntGradAtReusedRelu) {
+  GALVANI_SKIP_WITHOUT_LARGE_FIXTURES();
   const auto path = large_fixture("resnet18_traced.pt");
-  if (path.empty()) GTEST_SKIP() << "resnet18 fixtures were not generated";
   torch::manual_seed(1);
   const auto x = torch::rand({2, 3, 64, 64}, torch::kDouble);
   const auto r = run(path, x, pathway("contribution = \"intgrad\"\nsteps = 2\nrule = \"gausslegendre\""));

@@ -3,6 +3,7 @@
 // correlation exactly 1) from one that depends on it (gradient × activation: much lower).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <map>
 
 #include "galvani/tap.h"
@@ -70,12 +71,53 @@ TEST(RandomizationSanity, ActivationBelowTheRandomisedModuleIsUnchangedGradients
   for (const auto& metric : r.result.evaluations.at(0).second.metrics) m[metric.method][metric.name] = metric.value;
   const auto& curves = r.result.evaluations.at(0).second.curves;
   // Step 1 randomises fc2 only: the activation after fc1 keeps its ranks exactly; step 2 (fc1 too) does not.
-  for (const auto& c : curves)
-    if (c.method == "activation" && c.name == "spearman (abs)") {
-      ASSERT_EQ(c.y.size(), 2u);
-      EXPECT_NEAR(c.y[0], 1.0, 1e-12);
-      EXPECT_LT(c.y[1], 0.9);
+  const auto curve = std::find_if(curves.begin(), curves.end(), [](const galvani::Curve& c) {
+    return c.method == "activation" && c.name == "spearman (abs)";
+  });
+  ASSERT_NE(curve, curves.end());
+  ASSERT_EQ(curve->y.size(), 2u);
+  EXPECT_NEAR(curve->y[0], 1.0, 1e-12);
+  EXPECT_LT(curve->y[1], 0.9);
+  EXPECT_LT(m.at("gradient-x-activation").at("spearman_abs_final"), 0.9);
+  EXPECT_LT(m.at("gradient-x-activation").at("spearman_abs_mean"), m.at("activation").at("spearman_abs_mean"));
+}
+
+// One method instance explains every model it is run on: evaluators rerun it on randomised copies, each freed
+// before the next is drawn (so the next may take the freed one's address). Every rerun must equal a fresh plan's
+// result on the same model. pathway-gradient once kept its prepared forward keyed by the model's address and
+// then explained the first randomised model at every later step.
+TEST(RandomizationSanity, MethodsRerunOnSuccessiveModelsExplainEachOfThem) {
+  torch::manual_seed(2);
+  const auto x = torch::randn({6, 4}, torch::kDouble);
+  const auto toml = "[model]\npath = \"" + mlp() + "\"\n[data]\ninputs = \"" + save_temp_tensor(x, "succ_x.pt") +
+                    "\"\n[[methods]]\nplugin = \"pathway-gradient\"\nname = \"pathway-ops\"\nsparsity = 0.5\n"
+                    "[[methods]]\nplugin = \"pathway-gradient\"\nname = \"pathway-layers\"\nlayers = [\"act\"]\n"
+                    "sparsity = 0.5\n[[methods]]\nplugin = \"gradient-x-activation\"\nlayers = [\"act\"]\n";
+  const auto cfg = galvani::core::parse_config_string(toml, ".");
+  auto plan = galvani::core::make_plan(cfg, galvani::testing::plugins());
+  const auto trained = plan.model;
+  std::vector<std::vector<torch::Tensor>> per_seed;
+  for (std::uint64_t seed = 1; seed <= 4; ++seed) {
+    plan.model.reset();  // the previous randomised model is freed before the next exists
+    plan.model = trained->randomized({""}, seed);
+    const auto rerun = galvani::core::execute(plan);
+    auto fresh = galvani::core::make_plan(cfg, galvani::testing::plugins());
+    fresh.model = plan.model;
+    const auto expected = galvani::core::execute(fresh);
+    ASSERT_EQ(rerun.results.size(), 3u);
+    ASSERT_EQ(expected.results.size(), 3u);
+    std::vector<torch::Tensor> values;
+    for (std::size_t i = 0; i < rerun.results.size(); ++i) {
+      SCOPED_TRACE(rerun.results[i].method + " at " + rerun.results[i].layer + ", seed " + std::to_string(seed));
+      EXPECT_EQ(rerun.results[i].method, expected.results[i].method);
+      EXPECT_EQ(rerun.results[i].layer, expected.results[i].layer);
+      EXPECT_TRUE(torch::equal(rerun.results[i].values, expected.results[i].values));
+      values.push_back(rerun.results[i].values);
     }
-  EXPECT_LT(m["gradient-x-activation"]["spearman_abs_final"], 0.9);
-  EXPECT_LT(m["gradient-x-activation"]["spearman_abs_mean"], m["activation"]["spearman_abs_mean"]);
+    per_seed.push_back(values);
+  }
+  // The models really differ: every method's attributions change from one seed to the next.
+  for (std::size_t s = 1; s < per_seed.size(); ++s)
+    for (std::size_t i = 0; i < per_seed[s].size(); ++i)
+      EXPECT_GT((per_seed[s][i] - per_seed[s - 1][i]).abs().max().item<double>(), 1e-6) << "method " << i << ", seed " << s + 1;
 }

@@ -311,8 +311,8 @@ TEST(ShapleySampling, FiltersGroupsAndWholeLayer) {
 }
 
 TEST(ShapleySampling, ResNetChannelGroupsWithAndWithoutACleanCut) {
+  GALVANI_SKIP_WITHOUT_LARGE_FIXTURES();
   const auto path = large_fixture("resnet18_traced.pt");
-  if (path.empty()) GTEST_SKIP() << "resnet18 fixtures were not generated";
   torch::manual_seed(0);
   const auto x = torch::rand({1, 3, 16, 16}, torch::kDouble);
   const auto xb = torch::rand({1, 3, 16, 16}, torch::kDouble) * 0.1;

@@ -56,7 +56,7 @@ TEST(Tail, CleanCutsOfASequentialCnn) {
 }
 
 TEST(Tail, SkipConnectionAroundTheLayerNeedsTheInput) {
-  if (large_fixture("resnet18_refs.pt").empty()) GTEST_SKIP() << "resnet18 fixtures were not generated";
+  GALVANI_SKIP_WITHOUT_LARGE_FIXTURES();
   for (const std::string kind : {"traced", "scripted"}) {
     SCOPED_TRACE(kind);
     auto model = load_model(large_fixture("resnet18_" + kind + ".pt"), {torch::kCPU, torch::kDouble});
@@ -155,7 +155,7 @@ TEST(OpTaps, UnknownSiteIsAnError) {
 // Scripted models call free functions (F.relu, F.batch_norm, F.max_pool2d): their ops are listed too, each
 // call of a reused ReLU module once per call.
 TEST(OpTaps, Resnet18ListsTheSameOpsTracedAndScripted) {
-  if (large_fixture("resnet18_refs.pt").empty()) GTEST_SKIP() << "resnet18 fixtures were not generated";
+  GALVANI_SKIP_WITHOUT_LARGE_FIXTURES();
   for (const std::string kind : {"traced", "scripted"}) {
     SCOPED_TRACE(kind);
     auto model = load_model(large_fixture("resnet18_" + kind + ".pt"));

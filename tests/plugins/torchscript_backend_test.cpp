@@ -129,14 +129,14 @@ TEST(TorchScriptBackend, TinyCnn) {
 }
 
 TEST(TorchScriptBackend, Resnet18TracedAndScripted) {
-  if (large_fixture("resnet18_refs.pt").empty()) GTEST_SKIP() << "resnet18 fixtures were not generated (python3-torchvision missing)";
+  GALVANI_SKIP_WITHOUT_LARGE_FIXTURES();
   for (const char* kind : {"traced", "scripted"})
     check_against_hooks(large_fixture(std::string("resnet18_") + kind + ".pt"), Refs::load(kLargeFixtures, "resnet18"),
                         {"layer1", "layer1.0.conv2", "layer3.0.downsample", "fc", "relu", "layer1.0.relu"});
 }
 
 TEST(TorchScriptBackend, Resnet18SeveralLayersInOnePass) {
-  if (large_fixture("resnet18_refs.pt").empty()) GTEST_SKIP() << "resnet18 fixtures were not generated";
+  GALVANI_SKIP_WITHOUT_LARGE_FIXTURES();
   const auto refs = Refs::load(kLargeFixtures, "resnet18");
   for (const char* kind : {"traced", "scripted"}) {
     SCOPED_TRACE(kind);
@@ -230,7 +230,7 @@ TEST(TorchScriptBackend, ForwardModeTangentsMatchFiniteDifferences) {
 }
 
 TEST(TorchScriptBackend, Resnet18ForwardModeTangentsMatchFiniteDifferences) {
-  if (large_fixture("resnet18_refs.pt").empty()) GTEST_SKIP() << "resnet18 fixtures were not generated";
+  GALVANI_SKIP_WITHOUT_LARGE_FIXTURES();
   for (const char* kind : {"traced", "scripted"})
     check_tangents(large_fixture(std::string("resnet18_") + kind + ".pt"),
                    {"layer1.0.relu#0", "layer1", "layer3.0.downsample", "layer4", "fc"}, {2, 3, 64, 64}, 1e-5);
@@ -345,7 +345,7 @@ TEST(TorchScriptBackend, StopForwardEndsTheForwardAtATap) {
 }
 
 TEST(TorchScriptBackend, Resnet18ListsEveryCallSiteWithTypesAndShapes) {
-  if (large_fixture("resnet18_refs.pt").empty()) GTEST_SKIP() << "resnet18 fixtures were not generated";
+  GALVANI_SKIP_WITHOUT_LARGE_FIXTURES();
   for (const char* kind : {"traced", "scripted"}) {
     SCOPED_TRACE(kind);
     auto model = load_model(large_fixture(std::string("resnet18_") + kind + ".pt"));

@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <mutex>
+#include <stdexcept>
 
 namespace fs = std::filesystem;
 
@@ -32,9 +33,15 @@ std::shared_ptr<Model> load_model(const std::string& path, ModelOptions options,
 
 std::string fixture(const std::string& file) { return std::string(GALVANI_TEST_FIXTURES) + "/" + file; }
 
+bool large_fixtures_enabled() { return GALVANI_TEST_LARGE_FIXTURES_ENABLED != 0; }
+
 std::string large_fixture(const std::string& file) {
   const auto p = std::string(GALVANI_TEST_LARGE_FIXTURES) + "/" + file;
-  return fs::exists(p) ? p : std::string();
+  if (!large_fixtures_enabled())
+    throw std::runtime_error("large fixture '" + file + "' asked for in a build configured with -DGALVANI_LARGE_FIXTURES=OFF");
+  if (!fs::exists(p))
+    throw std::runtime_error("large fixture '" + p + "' is missing: the build generates it (target galvani_large_fixtures)");
+  return p;
 }
 
 std::string temp_dir() {
@@ -88,8 +95,10 @@ const MethodResult& Run::get(const std::string& method, const std::string& layer
 
 Run run_config(const std::string& toml, const std::string& base_dir) {
   auto cfg = core::parse_config_string(toml, base_dir);
-  Run run{core::make_plan(cfg, plugins()), {}};
+  core::Timings planning;
+  Run run{core::make_plan(cfg, plugins(), &planning), {}};
   run.result = core::execute(run.plan);
+  run.result.timings.insert(planning.begin(), planning.end());
   return run;
 }
 

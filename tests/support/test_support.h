@@ -18,7 +18,11 @@ std::shared_ptr<Model> load_model(const std::string& path, ModelOptions options 
                                   const std::string& backend = "torchscript");
 /// Path of a committed small fixture model / data file.
 std::string fixture(const std::string& file);
-/// Path of a build-time generated large fixture; empty if it does not exist.
+/// Whether the build generates the large (resnet18) fixtures: false only when configured with
+/// -DGALVANI_LARGE_FIXTURES=OFF. Tests that need them skip, saying so, only then.
+bool large_fixtures_enabled();
+/// Path of a build-time generated large fixture. Throws when it does not exist: a test that needs it fails
+/// rather than passing without checking (guard it with GALVANI_SKIP_WITHOUT_LARGE_FIXTURES()).
 std::string large_fixture(const std::string& file);
 /// A fresh temporary folder, removed at process exit.
 std::string temp_dir();
@@ -29,7 +33,15 @@ std::string save_script_model(const std::string& name, const std::vector<std::pa
 
 }  // namespace galvani::testing
 
-#include "galvani/core/runner.h"
+/// Skips the current test when the build was configured without the large fixtures, naming the option.
+#define GALVANI_SKIP_WITHOUT_LARGE_FIXTURES()                                                                   \
+  do {                                                                                                          \
+    if (!galvani::testing::large_fixtures_enabled())                                                            \
+      GTEST_SKIP() << "built with -DGALVANI_LARGE_FIXTURES=OFF: no resnet18 fixtures";                          \
+  } while (false)
+
+#include "galvani/core/execute.h"
+#include "galvani/core/plan.h"
 
 namespace galvani::testing {
 

@@ -77,10 +77,22 @@ struct GALVANI_API Evaluation {
 /// A configured evaluator: constructed once per `[[evaluators]]` entry from its Options, then `evaluate` is
 /// called once, on the host's thread, after every method ran, with all results (tensors on the model's device).
 /// It may run the model (input.model) for ablations; anything it throws reaches the user as PluginError.
+/// What an evaluator can see of the run while it is planned, before any shard runs.
+struct GALVANI_API EvaluatorPlan {
+  const Model* model = nullptr;           ///< loaded, layer shapes probed
+  std::int64_t inputs = 0;                ///< how many inputs the run has
+  std::vector<std::int64_t> input_shape;  ///< one input, without the batch dimension
+  std::vector<std::string> methods;       ///< the run's method names, in config order
+};
+
 class GALVANI_API Evaluator {
  public:
   virtual ~Evaluator();
   virtual Evaluation evaluate(const EvaluationInput& input) const = 0;
+  /// Checks, while the run is planned and before any shard runs, what does not need the results: options
+  /// against the model (its modules, capabilities), the number and shape of the inputs, the run's methods.
+  /// Throws galvani::Error subclasses like `evaluate` would. The default checks nothing.
+  virtual void validate(const EvaluatorPlan& plan) const;
 };
 
 }  // namespace galvani

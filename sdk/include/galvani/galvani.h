@@ -10,6 +10,7 @@
 #include "galvani/passes.h"
 #include "galvani/path.h"
 #include "galvani/plugin.h"
+#include "galvani/support.h"
 #include "galvani/tap.h"
 #include "galvani/tensor_io.h"
 #include "galvani/version.h"

@@ -75,10 +75,24 @@ class GALVANI_API MethodContext {
   virtual void provide_outputs(const torch::Tensor& f_input, const torch::Tensor& f_baseline) const;
 };
 
+/// What a method can see of the run while it is planned, before any shard runs: the model (loaded, layer
+/// shapes probed), the configured layers (names already checked), one input's shape and the objective.
+struct GALVANI_API MethodPlan {
+  const Model* model = nullptr;
+  std::vector<std::string> layers;
+  std::vector<std::int64_t> input_shape;  ///< one input, without the batch dimension
+  OutputMode output = OutputMode::Logit;
+};
+
 /// A configured attribution method. Constructed once per `[[methods]]` entry from its Options (the factory
 /// may throw ConfigError); `attribute` is then called concurrently for different shards, from TBB worker
 /// threads with one ATen thread each, and must not mutate shared state. Anything it throws reaches the user as
 /// PluginError naming the plugin; throw galvani::Error subclasses with an actionable message.
+///
+/// One instance explains several models over its life: evaluators rerun it on other models (randomization
+/// sanity on randomised copies), and a freed model's address may be reused by the next. Never keep state keyed
+/// by a model's address, or derived from `ctx.model()`, between calls: ask the model again each call. Its
+/// `tapped`, `tail` and `op_tapped` are memoised by the backend, so that costs a lookup, not a rewrite.
 class GALVANI_API Method {
  public:
   virtual ~Method();
@@ -88,6 +102,11 @@ class GALVANI_API Method {
                                              const std::vector<std::string>& layers) const = 0;
   /// Whether the method works on the given layers at all (e.g. a layer-free input method); default: needs ≥ 1.
   virtual bool needs_layers() const { return true; }
+  /// Checks, while the run is planned and before any shard runs (`--dry-run` included), everything that does
+  /// not depend on the inputs' values: options against the model, its layers, operations and capabilities, the
+  /// input shape and the objective. Throws what `attribute` would (ConfigError, ShapeError, ModelError), but
+  /// before minutes of work are spent. The default checks nothing.
+  virtual void validate(const MethodPlan& plan) const;
 };
 
 /// Sums a [B, *layer shape] attribution into units: "neuron" (as is), "filter" (sum over all dims after the

@@ -99,7 +99,17 @@ class GALVANI_API OpTappedForward {
   virtual torch::Tensor forward(const torch::Tensor& input, const TapFn& layer_tap, const OpTapFn& op_tap) const = 0;
 };
 
-/// A loaded model. Thread-safe for concurrent forwards.
+/// What a backend's models can do beyond plain and tapped forwards. Methods and evaluators that need more ask
+/// here (in `validate`, before any shard runs) instead of trying and catching ModelError.
+struct GALVANI_API ModelCapabilities {
+  bool operations = false;  ///< operations() lists op sites and op_tapped() taps them (DeepLIFT, functional ReLUs)
+  bool tail_cut = false;    ///< tail() cuts the graph at a layer (else it reruns the whole forward)
+  bool randomized = false;  ///< randomized() copies the model with redrawn parameters
+};
+
+/// A loaded model. Thread-safe for concurrent forwards. `tapped`, `tail` and `op_tapped` are called per shard
+/// by methods that keep no per-model state (see Method): a backend whose preparation is costly memoises it per
+/// argument, as the TorchScript backend does.
 class GALVANI_API Model {
  public:
   virtual ~Model();
@@ -130,6 +140,8 @@ class GALVANI_API Model {
   /// original tensor (σ of a one-element tensor: |value|). Buffers (batch-norm statistics) are kept. The same
   /// seed gives the same parameters. The original model is not changed. The default throws ModelError.
   virtual std::shared_ptr<Model> randomized(const std::vector<std::string>& modules, std::uint64_t seed) const;
+  /// What this model supports besides forward, tapped and tail (default: nothing more).
+  virtual ModelCapabilities capabilities() const;
   /// Looks a layer up by name; throws ModelError with suggestions when it does not exist.
   LayerInfo layer(const std::string& name) const;
 };

@@ -21,8 +21,10 @@
 
 namespace galvani {
 
-/// Bumped whenever PluginInfo, Registrar or an interface changes incompatibly.
-inline constexpr std::uint32_t kPluginAbiVersion = 3;
+/// Bumped whenever PluginInfo, Registrar or an interface changes incompatibly. A macro so that the build
+/// fingerprint can spell it; kPluginAbiVersion is the same number.
+#define GALVANI_PLUGIN_ABI 4
+inline constexpr std::uint32_t kPluginAbiVersion = GALVANI_PLUGIN_ABI;
 
 #define GALVANI_STR_(x) #x
 #define GALVANI_STR(x) GALVANI_STR_(x)
@@ -46,7 +48,6 @@ inline constexpr std::uint32_t kPluginAbiVersion = 3;
   "sdk=" GALVANI_VERSION_STRING ";abi=" GALVANI_STR(GALVANI_PLUGIN_ABI) ";cxx11abi=" GALVANI_STR(    \
       _GLIBCXX_USE_CXX11_ABI) ";torch=" TORCH_VERSION ";cuda=" GALVANI_CUDA_ID                       \
                               ";compiler=" GALVANI_COMPILER_ID
-#define GALVANI_PLUGIN_ABI 3
 
 /// The host's own fingerprint (the SDK library's build), to compare a plugin's with.
 GALVANI_API const char* build_fingerprint();

@@ -14,15 +14,35 @@ namespace galvani::core {
 struct ModelConfig {
   std::string path;                 ///< resolved against the config file's folder
   std::string backend = "torchscript";
-  std::string device = "cpu";
+  /// "cpu", "cuda" or "cuda:N", parsed; whether a CUDA device exists is checked when the plan is made.
+  torch::Device device = torch::kCPU;
   OutputMode output = OutputMode::Logit;
-  std::string dtype = "model";      ///< "model", "float32" or "float64"
+  std::optional<torch::ScalarType> dtype;  ///< "float32" / "float64"; nullopt ("model") keeps the model's
+};
+
+/// What x′ is: zeros, the mean input, or a tensor file ([N, ...], one [...] for all, or [1, ...]).
+struct BaselineSpec {
+  enum class Kind { Zeros, Mean, File };
+  Kind kind = Kind::Zeros;
+  std::string file;                 ///< Kind::File: resolved against the config file's folder
+  /// As the config says it: "zeros", "mean" or the file.
+  std::string describe() const;
+};
+
+/// Which output F explains: the predicted class, one class for every input, or a tensor file of classes.
+struct TargetSpec {
+  enum class Kind { Predicted, Class, File };
+  Kind kind = Kind::Predicted;
+  std::int64_t index = 0;           ///< Kind::Class
+  std::string file;                 ///< Kind::File: resolved against the config file's folder
+  /// As the config says it: "predicted", the class index or the file.
+  std::string describe() const;
 };
 
 struct DataConfig {
   std::string inputs;               ///< tensor file [N, ...]
-  std::string baselines = "zeros";  ///< "zeros", "mean" or a tensor file ([N, ...] or one [...] for all)
-  std::string target = "predicted"; ///< "predicted", a class index, or a tensor file of per-input classes
+  BaselineSpec baselines;
+  TargetSpec target;
   std::int64_t limit = 0;           ///< use the first `limit` inputs (0 = all)
 };
 
@@ -47,7 +67,7 @@ struct EvaluatorConfig {
 struct RunSettings {
   int threads = 0;                  ///< concurrent shards; 0 = number of cores
   std::int64_t shard_size = 0;      ///< inputs per shard; 0 = choose
-  std::string precision = "model";  ///< "model" or "double" (accumulate path sums in float64)
+  bool double_precision = false;    ///< precision = "double": accumulate path sums in float64 ("model": its dtype)
 };
 
 struct OutputConfig {

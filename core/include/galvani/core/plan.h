@@ -1,0 +1,80 @@
+// The plan: a config turned into constructed components, the run's data, shared passes and a shard schedule.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "galvani/core/config.h"
+#include "galvani/core/plugin_host.h"
+#include "galvani/core/results.h"
+#include "galvani/evaluator.h"
+#include "galvani/method.h"
+#include "galvani/model.h"
+#include "galvani/path.h"
+
+namespace galvani::core {
+
+/// One configured method, with the plugin it came from.
+struct PlannedMethod {
+  MethodConfig config;
+  std::string plugin;  ///< for error messages
+  std::shared_ptr<PathGenerator> path;
+  std::shared_ptr<Method> method;
+  MethodNeeds needs;
+};
+
+/// Methods that share one pass over the same path; `layers` is the union of theirs.
+struct PassGroup {
+  std::string key;                  ///< "path: <description>, steps=N" or "endpoints"
+  std::shared_ptr<PathGenerator> path;  ///< null for endpoints only
+  int steps = 0;
+  std::int64_t internal_batch = 0;
+  bool tangents = false;
+  bool input_grads = false;
+  std::vector<std::string> layers;
+  std::vector<std::size_t> methods; ///< indices into the method list the groups were made from
+};
+
+/// Groups `methods` into shared passes: one group per distinct path; methods that need endpoints only join the
+/// first path group. Methods that need no shared pass are in no group.
+std::vector<PassGroup> group_methods(const std::vector<PlannedMethod>& methods);
+
+struct PlannedEvaluator {
+  EvaluatorConfig config;
+  std::string plugin;
+  std::shared_ptr<Evaluator> evaluator;
+};
+
+/// How a run's inputs are cut into shards and run: `concurrency` shards at once, `intra_threads` ATen threads
+/// each.
+struct ShardSchedule {
+  std::int64_t inputs = 0;
+  std::int64_t shard_size = 1;
+  int concurrency = 1;
+  int intra_threads = 1;
+  std::size_t shards() const { return static_cast<std::size_t>((inputs + shard_size - 1) / shard_size); }
+  /// The same shard size and threads over the first `n` inputs.
+  ShardSchedule over(std::int64_t n) const;
+};
+
+struct Plan {
+  RunConfig config;
+  std::shared_ptr<Model> model;
+  torch::Tensor inputs, baselines, targets;  ///< on the model's device
+  Objective objective;
+  std::vector<PlannedMethod> methods;
+  std::vector<PassGroup> groups;             ///< shared passes over `methods`
+  std::vector<PlannedEvaluator> evaluators;
+  ShardSchedule schedule;
+  /// Human-readable description for --dry-run.
+  std::string describe() const;
+};
+
+/// Builds the plan: loads extra plugins, the model, data and targets; constructs every component from its
+/// options (unknown keys → ConfigError naming the key); validates layers; groups methods into shared passes;
+/// sizes the shards. Adds the seconds each planning stage took to `timings` when given.
+Plan make_plan(const RunConfig& config, PluginHost& host, Timings* timings = nullptr);
+
+}  // namespace galvani::core

@@ -1,0 +1,294 @@
+#include "galvani/core/execute.h"
+
+#include <ATen/Parallel.h>
+#include <tbb/flow_graph.h>
+#include <tbb/task_arena.h>
+
+#include <algorithm>
+#include <chrono>
+#include <mutex>
+
+#include "galvani/core/plugin_call.h"
+#include "galvani/passes.h"
+#include "galvani/tensor_io.h"
+
+namespace galvani::core {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+// What one run of methods works on: a model, the rows of data, the methods and their shared passes. The run
+// itself is one; an evaluator's rerun of a method on another model is another.
+struct Workload {
+  const Plan& plan;  // objective and settings
+  const Model& model;
+  torch::Tensor inputs, baselines, targets;
+  std::vector<PlannedMethod> methods;
+  std::vector<PassGroup> groups;  // over `methods`
+  ShardSchedule schedule;
+};
+
+// One shard's rows.
+struct ShardData {
+  torch::Tensor x, xb, targets;
+  std::int64_t offset = 0;
+};
+
+// F(x), F(x′) of one shard, owned here: the first that computed them with the configured baselines provides
+// them (a shared pass, then a method with its own forwards); what nobody provided the runner computes itself.
+class ShardOutputs {
+ public:
+  void provide(const torch::Tensor& f_input, const torch::Tensor& f_baseline) {
+    if (f_input.defined() && !f_input_.defined()) f_input_ = f_input.detach();
+    if (f_baseline.defined() && !f_baseline_.defined()) f_baseline_ = f_baseline.detach();
+  }
+  bool complete() const { return f_input_.defined() && f_baseline_.defined(); }
+  const torch::Tensor& f_input() const { return f_input_; }
+  const torch::Tensor& f_baseline() const { return f_baseline_; }
+
+ private:
+  torch::Tensor f_input_, f_baseline_;
+};
+
+// The context a method sees for one shard.
+class ShardContext : public MethodContext {
+ public:
+  ShardContext(const Workload& w, const PlannedMethod& m, const ShardData& d, const PathPass* pass,
+               ShardOutputs* outputs)
+      : w_(w), m_(m), d_(d), pass_(pass), outputs_(outputs) {}
+  const Model& model() const override { return w_.model; }
+  const torch::Tensor& inputs() const override { return d_.x; }
+  const torch::Tensor& baselines() const override { return d_.xb; }
+  const torch::Tensor& targets() const override { return d_.targets; }
+  const Objective& objective() const override { return w_.plan.objective; }
+  const PathGenerator& path() const override { return *m_.path; }
+  int steps() const override { return m_.config.steps; }
+  std::int64_t internal_batch() const override { return m_.config.internal_batch; }
+  bool double_precision() const override { return w_.plan.config.run.double_precision; }
+  std::int64_t offset() const override { return d_.offset; }
+  const PathPass& pass() const override {
+    if (!pass_)
+      throw Error("method '" + m_.config.name + "' asked for a shared pass it did not declare in needs()");
+    return *pass_;
+  }
+  void provide_outputs(const torch::Tensor& f_input, const torch::Tensor& f_baseline) const override {
+    if (!outputs_) return;
+    const auto b = d_.x.size(0);
+    for (const auto* t : {&f_input, &f_baseline})
+      if (t->defined() && (t->dim() != 1 || t->size(0) != b))
+        throw PluginError(m_.plugin, "method '" + m_.config.name + "' provided F(x), F(x') that are not [" +
+                                         std::to_string(b) + "] tensors");
+    outputs_->provide(f_input, f_baseline);
+  }
+
+ private:
+  const Workload& w_;
+  const PlannedMethod& m_;
+  const ShardData& d_;
+  const PathPass* pass_;
+  ShardOutputs* outputs_;
+};
+
+// Checks one method's attributions against the shard and the layer shapes.
+void check_attribution(const PlannedMethod& m, const Attribution& a, std::int64_t batch) {
+  if (!a.values.defined())
+    throw PluginError(m.plugin, "method '" + m.config.name + "' returned no values for layer '" + a.layer + "'");
+  if (a.values.dim() < 1 || a.values.size(0) != batch)
+    throw PluginError(m.plugin, "method '" + m.config.name + "' returned shape " + shape_string(a.values.sizes()) +
+                                    " for layer '" + a.layer + "'; expected a batch of " + std::to_string(batch));
+  require_finite(a.values, "method '" + m.config.name + "' attributions at layer '" + a.layer + "'");
+  for (const auto& [key, t] : a.extras)
+    if (!t.defined() || t.dim() < 1 || t.size(0) != batch)
+      throw PluginError(m.plugin, "method '" + m.config.name + "' returned extra '" + key + "' for layer '" + a.layer +
+                                      "' that is not batch first (a batch of " + std::to_string(batch) + ")");
+}
+
+// What one shard produced.
+struct ShardResult {
+  std::vector<std::vector<Attribution>> per_method;  // indexed like Workload::methods
+  torch::Tensor f_input, f_baseline;
+  Timings timings;
+};
+
+ShardResult run_shard(const Workload& w, const ShardRange& r) {
+  ShardResult o;
+  o.per_method.resize(w.methods.size());
+  const ShardData d{w.inputs.narrow(0, r.start, r.length), w.baselines.narrow(0, r.start, r.length),
+                    w.targets.narrow(0, r.start, r.length), r.start};
+  ShardOutputs outputs;
+  const auto attribute = [&](std::size_t i, const PathPass* pass, ShardOutputs* provided) {
+    const auto& m = w.methods[i];
+    const auto t0 = Clock::now();
+    ShardContext ctx(w, m, d, pass, provided);
+    o.per_method[i] = call_plugin(m.plugin, [&] { return m.method->attribute(ctx, m.config.layers); });
+    o.timings["method " + m.config.name] += seconds_since(t0);
+  };
+  for (const auto& g : w.groups) {
+    const auto t0 = Clock::now();
+    PathPassSpec spec;
+    spec.layers = g.layers;
+    spec.path = g.path.get();
+    spec.steps = g.steps;
+    spec.tangents = g.tangents;
+    spec.input_grads = g.input_grads;
+    spec.internal_batch = g.internal_batch;
+    spec.double_accumulate = w.plan.config.run.double_precision;
+    const PathPass pass = compute_path_pass(w.model, spec, d.x, d.xb, d.targets, w.plan.objective);
+    o.timings["pass [" + g.key + "]"] += seconds_since(t0);
+    // A pass provides F(x), F(x') when its path kept the configured baselines.
+    if (!outputs.complete() && torch::equal(pass.baselines, d.xb)) outputs.provide(pass.f_input(), pass.f_baseline());
+    for (auto i : g.methods) attribute(i, &pass, nullptr);
+  }
+  for (std::size_t i = 0; i < w.methods.size(); ++i)
+    if (!w.methods[i].needs.path && !w.methods[i].needs.endpoints) attribute(i, nullptr, &outputs);
+  if (!outputs.complete()) {  // what no pass or method computed
+    torch::NoGradGuard ng;
+    const auto t0 = Clock::now();
+    outputs.provide(outputs.f_input().defined() ? torch::Tensor() : w.plan.objective(w.model.forward(d.x), d.targets),
+                    outputs.f_baseline().defined() ? torch::Tensor()
+                                                   : w.plan.objective(w.model.forward(d.xb), d.targets));
+    o.timings["F(x), F(x')"] += seconds_since(t0);
+  }
+  o.f_input = outputs.f_input();
+  o.f_baseline = outputs.f_baseline();
+  for (std::size_t i = 0; i < w.methods.size(); ++i)
+    for (auto& a : o.per_method[i]) {
+      check_attribution(w.methods[i], a, r.length);
+      if (a.space == Space::Layer) a.values = aggregate_units(a.values, w.methods[i].config.unit);
+    }
+  return o;
+}
+
+// Shards in order → one result per method and layer over all inputs.
+RunResult gather(const Workload& w, std::vector<ShardResult>& shards) {
+  RunResult result;
+  std::vector<torch::Tensor> fi, fb;
+  for (auto& o : shards) {
+    fi.push_back(o.f_input);
+    fb.push_back(o.f_baseline);
+    for (const auto& [k, v] : o.timings) result.timings[k] += v;
+  }
+  result.f_input = torch::cat(fi);
+  result.f_baseline = torch::cat(fb);
+  for (std::size_t i = 0; i < w.methods.size(); ++i) {
+    const auto& first = shards.front().per_method[i];
+    for (std::size_t a = 0; a < first.size(); ++a) {
+      MethodResult r;
+      r.method = w.methods[i].config.name;
+      r.layer = first[a].layer;
+      r.space = first[a].space;
+      std::vector<torch::Tensor> values, deltas;
+      std::map<std::string, std::vector<torch::Tensor>> extras;
+      for (auto& o : shards) {
+        const Attribution& part = o.per_method[i].at(a);
+        values.push_back(part.values);
+        if (part.delta.defined()) deltas.push_back(part.delta);
+        for (const auto& [key, t] : part.extras) extras[key].push_back(t);
+        for (const auto& note : part.notes)
+          if (std::find(r.notes.begin(), r.notes.end(), note) == r.notes.end()) r.notes.push_back(note);
+      }
+      r.values = torch::cat(values);
+      if (deltas.size() == shards.size()) r.delta = torch::cat(deltas);
+      for (auto& [key, parts] : extras)
+        if (parts.size() == shards.size()) r.extras[key] = torch::cat(parts);
+      result.results.push_back(std::move(r));
+    }
+  }
+  return result;
+}
+
+// Every method of the workload over all its shards: results and F(x), F(x'), no evaluators.
+RunResult run_methods(const Workload& w, const ProgressFn& progress) {
+  std::vector<ShardResult> shards(w.schedule.shards());
+  const auto t_run = Clock::now();
+  for_each_shard(
+      w.schedule, [&](const ShardRange& r) { shards[r.index] = run_shard(w, r); },
+      [&](std::size_t done) {
+        if (progress) progress("shards", done, shards.size());
+      });
+  auto result = gather(w, shards);
+  result.timings["run (wall)"] = seconds_since(t_run);
+  return result;
+}
+
+}  // namespace
+
+void for_each_shard(const ShardSchedule& schedule, const std::function<void(const ShardRange&)>& fn,
+                    const std::function<void(std::size_t)>& done) {
+  const std::size_t shards = schedule.shards();
+  std::mutex error_mutex;
+  std::exception_ptr first_error;
+  std::size_t finished = 0;
+  const int previous_threads = at::get_num_threads();
+  tbb::task_arena arena(std::max(1, schedule.concurrency));
+  arena.execute([&] {
+    tbb::flow::graph graph;
+    tbb::flow::function_node<std::size_t, std::size_t> compute(
+        graph, static_cast<std::size_t>(std::max(1, schedule.concurrency)), [&](std::size_t s) {
+          {
+            std::lock_guard<std::mutex> lock(error_mutex);
+            if (first_error) return s;
+          }
+          try {
+            at::set_num_threads(schedule.intra_threads);  // per worker thread under OpenMP
+            torch::AutoGradMode grad(true);
+            const auto start = static_cast<std::int64_t>(s) * schedule.shard_size;
+            fn(ShardRange{s, start, std::min(schedule.shard_size, schedule.inputs - start)});
+          } catch (...) {
+            std::lock_guard<std::mutex> lock(error_mutex);
+            if (!first_error) first_error = std::current_exception();
+          }
+          return s;
+        });
+    tbb::flow::function_node<std::size_t> report(graph, tbb::flow::serial, [&](std::size_t) {
+      ++finished;
+      if (done) done(finished);
+    });
+    tbb::flow::make_edge(compute, report);
+    for (std::size_t s = 0; s < shards; ++s) compute.try_put(s);
+    graph.wait_for_all();
+  });
+  at::set_num_threads(previous_threads);
+  if (first_error) std::rethrow_exception(first_error);
+}
+
+RunResult execute(const Plan& plan, const ProgressFn& progress) {
+  const Workload run{plan, *plan.model, plan.inputs, plan.baselines, plan.targets, plan.methods, plan.groups,
+                     plan.schedule};
+  RunResult result = run_methods(run, progress);
+  // Evaluators may run a method again on another model (parameter randomisation) over the first inputs: a
+  // workload of that method alone, with the run's schedule.
+  const auto rerun = [&plan](const std::string& method, std::shared_ptr<Model> model, std::int64_t count) {
+    const auto it = std::find_if(plan.methods.begin(), plan.methods.end(),
+                                 [&](const PlannedMethod& m) { return m.config.name == method; });
+    if (it == plan.methods.end()) throw ConfigError("no method named '" + method + "' in this run");
+    if (!model) throw Error("rerun of method '" + method + "' was given no model");
+    const auto n = count > 0 ? std::min(count, plan.inputs.size(0)) : plan.inputs.size(0);
+    std::vector<PlannedMethod> methods{*it};
+    auto groups = group_methods(methods);
+    const Workload again{plan, *model, plan.inputs.narrow(0, 0, n), plan.baselines.narrow(0, 0, n),
+                         plan.targets.narrow(0, 0, n), std::move(methods), std::move(groups), plan.schedule.over(n)};
+    return run_methods(again, {}).results;
+  };
+  for (const auto& e : plan.evaluators) {
+    if (progress) progress("evaluator " + e.config.name, 0, 1);
+    const auto t0 = Clock::now();
+    EvaluationInput in;
+    in.model = plan.model.get();
+    in.inputs = plan.inputs;
+    in.baselines = plan.baselines;
+    in.targets = plan.targets;
+    in.f_input = result.f_input;
+    in.f_baseline = result.f_baseline;
+    in.objective = plan.objective;
+    in.results = result.results;
+    in.rerun = rerun;
+    result.evaluations.emplace_back(e.config.name, call_plugin(e.plugin, [&] { return e.evaluator->evaluate(in); }));
+    result.timings["evaluator " + e.config.name] = seconds_since(t0);
+    if (progress) progress("evaluator " + e.config.name, 1, 1);
+  }
+  return result;
+}
+
+}  // namespace galvani::core

@@ -1,0 +1,273 @@
+#include "galvani/core/plan.h"
+
+#include <torch/cuda.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "galvani/core/inputs.h"
+#include "galvani/core/plugin_call.h"
+#include "galvani/passes.h"
+#include "galvani/tensor_io.h"
+
+namespace fs = std::filesystem;
+
+namespace galvani::core {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+// Whether the configured device exists on this machine (the config parsed what it names).
+void check_device(const torch::Device& d) {
+  if (!d.is_cuda()) return;
+  if (!torch::cuda::is_available())
+    throw ConfigError("model.device: \"" + d.str() + "\" asked for, but no CUDA device is available to this build");
+  if (d.has_index() && d.index() >= static_cast<int>(torch::cuda::device_count()))
+    throw ConfigError("model.device: \"" + d.str() + "\" does not exist; this machine has " +
+                      std::to_string(torch::cuda::device_count()) + " CUDA device(s)");
+}
+
+torch::Tensor forward_chunked(const Model& model, const torch::Tensor& x, std::int64_t chunk) {
+  torch::NoGradGuard no_grad;
+  std::vector<torch::Tensor> outs;
+  for (std::int64_t s = 0; s < x.size(0); s += chunk) outs.push_back(model.forward(x.narrow(0, s, std::min(chunk, x.size(0) - s))));
+  return torch::cat(outs, 0);
+}
+
+std::vector<std::string> merge_layers(std::vector<std::string> a, const std::vector<std::string>& b) {
+  for (const auto& l : b)
+    if (std::find(a.begin(), a.end(), l) == a.end()) a.push_back(l);
+  return a;
+}
+
+void load_plugin_paths(const RunConfig& config, PluginHost& host) {
+  for (const auto& p : config.plugin_paths) {
+    std::error_code ec;
+    if (fs::is_directory(p, ec)) {
+      host.load_directory(p);
+    } else {
+      host.load_file(p);
+      host.require_loaded(p);
+    }
+  }
+}
+
+PlannedMethod plan_method(const MethodConfig& mc, const Registry& reg, const Model& model, const RunConfig& config,
+                          const std::vector<std::int64_t>& input_shape) {
+  PlannedMethod pm;
+  pm.config = mc;
+  const auto& path_c = reg.get(ComponentKind::Path, mc.path);
+  pm.path = call_plugin(path_c.plugin, [&] { return std::shared_ptr<PathGenerator>(path_c.path(mc.options)); });
+  const auto& method_c = reg.get(ComponentKind::Method, mc.plugin);
+  pm.plugin = method_c.plugin;
+  pm.method = call_plugin(method_c.plugin, [&] { return std::shared_ptr<Method>(method_c.method(mc.options)); });
+  mc.options.check_all_used();
+  pm.needs = call_plugin(pm.plugin, [&] { return pm.method->needs(); });
+  if (pm.needs.tangents || pm.needs.input_grads) pm.needs.path = true;
+  if (pm.method->needs_layers() && mc.layers.empty())
+    throw ConfigError(mc.options.key_path("layers") + ": method '" + mc.name +
+                      "' needs at least one layer (`galvani layers " + config.model.path + "` lists them)");
+  for (const auto& l : mc.layers) (void)model.layer(l);  // throws with suggestions
+  if (!mc.layers.empty()) (void)model.tapped(mc.layers);  // validates call sites early
+  MethodPlan check;
+  check.model = &model;
+  check.layers = mc.layers;
+  check.input_shape = input_shape;
+  check.output = config.model.output;
+  call_plugin(pm.plugin, [&] {
+    pm.method->validate(check);
+    return 0;
+  });
+  return pm;
+}
+
+// An evaluator's `methods` (the SDK's ResultFilter reads it) names methods of this run: checked before any shard
+// runs, since a misspelt name would evaluate nothing.
+void check_evaluated_methods(const EvaluatorConfig& ec, const std::vector<MethodConfig>& methods) {
+  const auto it = ec.options.raw().find("methods");
+  if (it == ec.options.raw().end()) return;
+  std::vector<std::string> wanted;
+  if (it->second.kind == OptionValue::Kind::String) wanted.push_back(it->second.s);
+  if (it->second.kind == OptionValue::Kind::Array)
+    for (const auto& v : it->second.array)
+      if (v.kind == OptionValue::Kind::String) wanted.push_back(v.s);
+  for (const auto& w : wanted) {
+    if (std::any_of(methods.begin(), methods.end(), [&](const MethodConfig& m) { return m.name == w; })) continue;
+    std::string valid;
+    for (const auto& m : methods) valid += (valid.empty() ? "\"" : ", \"") + m.name + "\"";
+    throw ConfigError(ec.options.key_path("methods") + ": no method named \"" + w + "\" in this run; " +
+                      (valid.empty() ? std::string("the run has no methods") : "its methods are " + valid));
+  }
+}
+
+PlannedEvaluator plan_evaluator(const EvaluatorConfig& ec, const Registry& reg, const std::vector<MethodConfig>& methods,
+                                const EvaluatorPlan& check) {
+  const auto& c = reg.get(ComponentKind::Evaluator, ec.plugin);
+  PlannedEvaluator pe;
+  pe.config = ec;
+  pe.plugin = c.plugin;
+  pe.evaluator = call_plugin(c.plugin, [&] { return std::shared_ptr<Evaluator>(c.evaluator(ec.options)); });
+  ec.options.check_all_used();
+  check_evaluated_methods(ec, methods);
+  call_plugin(c.plugin, [&] {
+    pe.evaluator->validate(check);
+    return 0;
+  });
+  return pe;
+}
+
+// CPU: a shard per thread, at most 16 inputs; CUDA (one shard at a time): larger shards keep the device busy.
+ShardSchedule size_shards(const RunSettings& run, std::int64_t n, bool cuda) {
+  ShardSchedule s;
+  s.inputs = n;
+  const int cores = std::max(1u, std::thread::hardware_concurrency());
+  const int threads = run.threads > 0 ? run.threads : cores;
+  s.shard_size = run.shard_size > 0 ? run.shard_size
+                 : cuda             ? std::min<std::int64_t>(n, 64)
+                                    : std::clamp<std::int64_t>((n + threads - 1) / threads, 1, 16);
+  s.concurrency = static_cast<int>(std::min<std::int64_t>(threads, static_cast<std::int64_t>(s.shards())));
+  if (cuda) s.concurrency = 1;  // one stream; kernels already use the device
+  s.concurrency = std::max(1, s.concurrency);
+  s.intra_threads = std::max(1, threads / s.concurrency);
+  return s;
+}
+
+}  // namespace
+
+ShardSchedule ShardSchedule::over(std::int64_t n) const {
+  ShardSchedule s = *this;
+  s.inputs = std::min(n, inputs);
+  return s;
+}
+
+std::vector<PassGroup> group_methods(const std::vector<PlannedMethod>& methods) {
+  std::vector<PassGroup> groups;
+  std::vector<std::size_t> endpoint_only;
+  for (std::size_t i = 0; i < methods.size(); ++i) {
+    const auto& m = methods[i];
+    if (!m.needs.path) {
+      if (m.needs.endpoints) endpoint_only.push_back(i);
+      continue;
+    }
+    const std::string key = "path: " + m.path->describe() + ", steps=" + std::to_string(m.config.steps) +
+                            (m.config.internal_batch ? ", internal_batch=" + std::to_string(m.config.internal_batch) : "");
+    auto it = std::find_if(groups.begin(), groups.end(), [&](const PassGroup& g) { return g.key == key; });
+    if (it == groups.end()) {
+      PassGroup g;
+      g.key = key;
+      g.path = m.path;
+      g.steps = m.config.steps;
+      g.internal_batch = m.config.internal_batch;
+      groups.push_back(g);
+      it = groups.end() - 1;
+    }
+    it->tangents |= m.needs.tangents;
+    it->input_grads |= m.needs.input_grads;
+    it->layers = merge_layers(it->layers, m.config.layers);
+    it->methods.push_back(i);
+  }
+  if (!endpoint_only.empty()) {
+    if (groups.empty()) {
+      PassGroup g;
+      g.key = "endpoints";
+      groups.push_back(g);
+    }
+    for (auto i : endpoint_only) {
+      groups.front().layers = merge_layers(groups.front().layers, methods[i].config.layers);
+      groups.front().methods.push_back(i);
+    }
+  }
+  return groups;
+}
+
+std::string Plan::describe() const {
+  std::ostringstream out;
+  out << "model: " << config.model.path << " on " << model->device() << "\n";
+  out << "inputs: " << shape_string(inputs.sizes()) << ", baselines: " << config.data.baselines.describe()
+      << ", target: " << config.data.target.describe() << ", F: " << to_string(objective.mode) << "\n";
+  out << "shards: " << schedule.shards() << " of up to " << schedule.shard_size << " inputs, " << schedule.concurrency
+      << " at once, " << schedule.intra_threads << " ATen thread(s) each\n";
+  for (const auto& g : groups) {
+    out << "shared pass [" << g.key << "] over layers";
+    for (const auto& l : g.layers) out << " " << l;
+    const std::int64_t grid = g.path ? static_cast<std::int64_t>(g.path->quadrature(g.steps).alphas.size()) + 2 : 2;
+    const std::int64_t chunk = g.internal_batch > 0 ? g.internal_batch : default_internal_batch(inputs[0].numel(), inputs.device());
+    out << "\n  ~" << grid << " points per input, " << chunk << " points per forward+backward"
+        << (g.tangents ? ", with tangents (JVP)" : "") << (g.input_grads ? ", with input gradients" : "")
+        << "\n  methods:";
+    for (auto i : g.methods) out << " " << methods[i].config.name;
+    // Layer data held per shard: act, grad (and tangent) for every grid point.
+    double bytes = 0;
+    for (const auto& l : g.layers) {
+      double numel = 1;
+      for (auto s : model->layer(l).shape) numel *= static_cast<double>(s);
+      bytes += numel * static_cast<double>(grid * schedule.shard_size) * (g.tangents ? 3 : 2) *
+               (config.run.double_precision ? 8 : 4);
+    }
+    out << "\n  memory per shard for layer data: ~" << static_cast<std::int64_t>(bytes / (1 << 20)) << " MiB\n";
+  }
+  for (const auto& m : methods)
+    if (!m.needs.path && !m.needs.endpoints) out << "method with its own passes: " << m.config.name << "\n";
+  for (const auto& e : evaluators) out << "evaluator: " << e.config.name << "\n";
+  return out.str();
+}
+
+Plan make_plan(const RunConfig& config, PluginHost& host, Timings* timings) {
+  Timings local;
+  Timings& t = timings ? *timings : local;
+  Plan plan;
+  plan.config = config;
+  load_plugin_paths(config, host);
+  const Registry& reg = host.registry();
+
+  auto t0 = Clock::now();
+  check_device(config.model.device);
+  const auto& backend_c = reg.get(ComponentKind::Backend, config.model.backend);
+  auto backend = call_plugin(backend_c.plugin, [&] { return backend_c.backend(); });
+  ModelOptions mo;
+  mo.device = config.model.device;
+  mo.dtype = config.model.dtype;
+  plan.model = call_plugin(backend_c.plugin, [&] { return backend->load(config.model.path, mo); });
+  t["load model"] += seconds_since(t0);
+
+  t0 = Clock::now();
+  auto data = load_inputs(config.data, *plan.model);
+  plan.inputs = std::move(data.inputs);
+  plan.baselines = std::move(data.baselines);
+  plan.objective.mode = config.model.output;
+  t["load data"] += seconds_since(t0);
+
+  // Probe layer shapes (also checks the model runs on these inputs), then the targets from the outputs.
+  t0 = Clock::now();
+  try {
+    call_plugin(backend_c.plugin, [&] { plan.model->probe(plan.inputs.narrow(0, 0, 1)); return 0; });
+  } catch (const PluginError& e) {
+    throw ModelError("the model cannot run on inputs of shape " + shape_string(plan.inputs.sizes()) + ": " + e.what());
+  }
+  const auto chunk = std::max<std::int64_t>(64, default_internal_batch(plan.inputs[0].numel()));
+  const auto out = forward_chunked(*plan.model, plan.inputs, chunk);
+  require_finite(out, "the model's output on data.inputs");
+  plan.targets = resolve_targets(config.data.target, out);
+  t["targets"] += seconds_since(t0);
+
+  // Components, each validated against the model and the data before any shard runs.
+  const auto input_shape = plan.inputs.sizes().slice(1).vec();
+  for (const auto& mc : config.methods) plan.methods.push_back(plan_method(mc, reg, *plan.model, config, input_shape));
+  EvaluatorPlan evaluator_check;
+  evaluator_check.model = plan.model.get();
+  evaluator_check.inputs = plan.inputs.size(0);
+  evaluator_check.input_shape = input_shape;
+  for (const auto& mc : config.methods) evaluator_check.methods.push_back(mc.name);
+  for (const auto& ec : config.evaluators)
+    plan.evaluators.push_back(plan_evaluator(ec, reg, config.methods, evaluator_check));
+  plan.groups = group_methods(plan.methods);
+  plan.schedule = size_shards(config.run, plan.inputs.size(0), plan.model->device().is_cuda());
+  return plan;
+}
+
+}  // namespace galvani::core
