@@ -115,16 +115,33 @@ int cmd_layers(const LayersArgs& a) {
   return 0;
 }
 
+// The prefix this galvani was installed into (PREFIX/bin/galvani beside PREFIX/lib*/cmake/Galvani), or "" when it
+// runs from a build folder.
+std::string installed_prefix() {
+  std::error_code ec;
+  const auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (ec || exe.parent_path().filename() != "bin") return "";
+  const auto prefix = exe.parent_path().parent_path();
+  for (const char* lib : {"lib", "lib64", "lib/x86_64-linux-gnu", "lib/aarch64-linux-gnu"})
+    if (std::filesystem::exists(prefix / lib / "cmake" / "Galvani" / "GalvaniConfig.cmake", ec)) return prefix.string();
+  return "";
+}
+
 struct NewPluginArgs {
   std::string name, kind, dir = ".";
 };
 
 int cmd_new_plugin(const NewPluginArgs& a) {
   const auto root = galvani::core::write_plugin_scaffold(a.name, a.kind, a.dir);
+  const auto prefix = installed_prefix();
   std::cout << "wrote " << root << "/ (CMakeLists.txt, src/, tests/, README.md)\n"
             << "build it against the installed SDK:\n"
-            << "  cmake -S " << root << " -B " << root << "/build -DCMAKE_PREFIX_PATH=<galvani prefix>\n"
+            << "  cmake -S " << root << " -B " << root << "/build -DCMAKE_PREFIX_PATH="
+            << (prefix.empty() ? "<galvani prefix>" : prefix) << "\n"
             << "  cmake --build " << root << "/build && ctest --test-dir " << root << "/build\n";
+  if (prefix.empty())
+    std::cout << "(this galvani runs from its build folder: install it first with `cmake --install build --prefix "
+                 "PREFIX`, which also puts PREFIX/bin/galvani on your PATH if PREFIX/bin is on it; docs/sdk.md)\n";
   return 0;
 }
 

@@ -140,7 +140,7 @@ void write_report(const Plan& plan, const RunResult& result, const std::string& 
   Doc doc;
   std::error_code ec;
   const fs::path plots = fs::path(dir) / "plots";
-  fs::create_directories(plots, ec);
+  create_folders(plots.string());
   for (const auto& e : fs::directory_iterator(plots, ec))  // figures of an earlier run into the same folder
     if (e.path().extension() == ".png") fs::remove(e.path(), ec);
   const auto save_png = [&](const std::string& png, const std::string& name, const std::string& caption) {

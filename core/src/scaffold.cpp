@@ -60,9 +60,8 @@ std::string write_plugin_scaffold(const std::string& name, const std::string& ki
   const fs::path root = fs::path(dir) / name;
   std::error_code ec;
   if (fs::exists(root, ec)) throw IoError("'" + root.string() + "' exists already; choose another name or --dir");
-  fs::create_directories(root / "src", ec);
-  fs::create_directories(root / "tests", ec);
-  if (ec) throw IoError("cannot create '" + root.string() + "': " + ec.message());
+  create_folders((root / "src").string());
+  create_folders((root / "tests").string());
 
   auto fill = [&](std::string text) {
     text = replace_all(text, "@TEST_BODY@", template_text(kind + ".test.in"));

@@ -74,9 +74,7 @@ std::string safe(const std::string& name) { return layer_file_name(name); }
 }  // namespace
 
 void write_results(const Plan& plan, const RunResult& result, const std::string& dir) {
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  if (ec) throw IoError("cannot create the output folder '" + dir + "': " + ec.message());
+  create_folders(dir);
 
   json summary;
   summary["galvani_version"] = GALVANI_VERSION_STRING;
@@ -104,7 +102,7 @@ void write_results(const Plan& plan, const RunResult& result, const std::string&
   std::map<std::string, Table> scores;
   for (const auto& r : result.results) {
     const fs::path folder = fs::path(dir) / "attributions" / safe(r.method);
-    fs::create_directories(folder, ec);
+    create_folders(folder.string());
     const std::string file = (folder / (safe(r.layer) + ".pt")).string();
     save_tensor(r.values, file);
     json m = {{"method", r.method},
@@ -145,7 +143,7 @@ void write_results(const Plan& plan, const RunResult& result, const std::string&
     }
   }
   summary["methods"] = methods;
-  fs::create_directories(fs::path(dir) / "scores", ec);
+  create_folders((fs::path(dir) / "scores").string());
   for (const auto& [layer, table] : scores) write_table(table, (fs::path(dir) / "scores" / (safe(layer) + ".csv")).string());
 
   json evaluations = json::object();
@@ -156,7 +154,7 @@ void write_results(const Plan& plan, const RunResult& result, const std::string&
     json tables = json::array();
     const fs::path folder = fs::path(dir) / "tables" / safe(name);
     for (const auto& t : ev.tables) {
-      fs::create_directories(folder, ec);
+      create_folders(folder.string());
       const auto file = (folder / (safe(t.name) + ".csv")).string();
       write_table(t, file);
       tables.push_back(fs::relative(file, dir).string());

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <fstream>
 #include <iterator>
+#include <filesystem>
 #include <random>
 #include <sstream>
 
@@ -45,6 +46,14 @@ torch::Tensor load_tensor(const std::string& path) {
     throw IoError("'" + path + "' holds a " + value.tagKind() +
                   ", not a tensor; save one tensor with torch.save(tensor, path)");
   return value.toTensor();
+}
+
+void create_folders(const std::string& path) {
+  std::error_code ec;
+  std::filesystem::create_directories(path, ec);
+  if (ec || !std::filesystem::is_directory(path))
+    throw IoError("cannot create the folder '" + path + "': " +
+                  (ec ? ec.message() : std::string("a file of that name is in the way")));
 }
 
 void write_file_atomic(const std::string& path, const std::string& bytes) {

@@ -238,3 +238,15 @@ TEST(Cli, PlanningFindsWhatWouldFailLateAndDryRunSaysIt) {
     }
   }
 }
+
+TEST(Cli, AnOutputFolderThatCannotBeCreatedIsAClearError) {
+  const auto dir = galvani::testing::temp_dir();
+  galvani::save_tensor(torch::randn({2, 4}), dir + "/x.pt");
+  std::ofstream(dir + "/run.toml") << "[model]\npath = \"" << two_layer_model() << "\"\n[data]\ninputs = \"x.pt\"\n"
+                                   << "[[methods]]\nplugin = \"activation\"\nlayers = [\"hidden\"]\n";
+  std::ofstream(dir + "/taken") << "a file, not a folder";
+  const auto r = galvani_cli("run " + dir + "/run.toml --out " + dir + "/taken/results --quiet");
+  EXPECT_EQ(r.status, 1) << r.text;
+  EXPECT_NE(r.text.find("galvani: error: cannot create the folder '" + dir + "/taken/results'"), std::string::npos)
+      << r.text;
+}

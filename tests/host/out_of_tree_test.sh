@@ -14,7 +14,13 @@ galvani=$prefix/bin/galvani
 jobs=${GALVANI_JOBS:-2}
 
 for kind in method evaluator path backend; do
-  "$galvani" new-plugin "oot-$kind" --kind "$kind" --dir "$tmp" >/dev/null
+  said=$("$galvani" new-plugin "oot-$kind" --kind "$kind" --dir "$tmp")
+  # The installed host names its own prefix in the build command it prints.
+  if ! grep -qF -- "-DCMAKE_PREFIX_PATH=$prefix" <<<"$said"; then
+    echo "new-plugin did not print the install prefix $prefix:" >&2
+    echo "$said" >&2
+    exit 1
+  fi
   cmake -S "$tmp/oot-$kind" -B "$tmp/oot-$kind/build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
     -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
   cmake --build "$tmp/oot-$kind/build" -j "$jobs" >/dev/null

@@ -19,6 +19,9 @@ GALVANI_API void save_tensor(const torch::Tensor& tensor, const std::string& pat
 /// Writes `bytes` to `path` atomically: a temporary file in the same folder, flushed, then renamed over.
 GALVANI_API void write_file_atomic(const std::string& path, const std::string& bytes);
 
+/// Creates `path` and its missing parents; throws IoError naming the folder and the reason when it cannot.
+GALVANI_API void create_folders(const std::string& path);
+
 /// "[2, 3, 4]".
 GALVANI_API std::string shape_string(torch::IntArrayRef shape);
 
