@@ -10,7 +10,7 @@ case "$mode" in demo|test|build) ;; *) echo "usage: $0 demo|test|build" >&2; exi
 
 packages=(cmake ninja-build g++ ccache pkg-config
   libtorch-dev libboost-dev libtomlplusplus-dev libtbb-dev nlohmann-json3-dev
-  libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev libcairo2-dev fonts-dejavu-core
+  libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev zlib1g-dev libcairo2-dev fonts-dejavu-core
   python3-torch python3-torchvision dataset-fashion-mnist)
 missing=()
 for p in "${packages[@]}"; do

@@ -163,6 +163,9 @@ int cmd_run(const RunArgs& a) {
     return 0;
   }
   if (!quiet) std::cerr << plan.describe();
+  // Claimed before the first shard: a folder that cannot take the results, or another run writing to it, is
+  // found now, not after the work.
+  galvani::core::ResultsFolder out(config.output.dir);
   const bool tty = ::isatty(STDERR_FILENO);
   const auto t0 = std::chrono::steady_clock::now();
   // One line per stage: redrawn in place on a terminal, plain lines (every ~10 %) otherwise.
@@ -191,10 +194,18 @@ int cmd_run(const RunArgs& a) {
   auto result = galvani::core::execute(plan, progress);
   result.timings.insert(planning.begin(), planning.end());
   if (!quiet) std::cerr << "writing results to " << config.output.dir << "\n";
-  galvani::core::write_results(plan, result, config.output.dir);
+  galvani::core::write_results(plan, result, out.staging());
+  out.publish();
   // Notes are warnings (a fallback taken, a rule replaced): shown even with --quiet.
   for (const auto& r : result.results)
     for (const auto& note : r.notes) std::cerr << "galvani: note: " << r.method << " at " << r.layer << ": " << note << "\n";
+  if (!result.complete()) {
+    for (const auto& f : result.failures)
+      std::cerr << "galvani: error: " << f.kind << " '" << f.name << "' failed: " << f.message << "\n";
+    std::cerr << "galvani: the results of everything else are in " << config.output.dir
+              << " (summary.json: \"complete\": false)\n";
+    return kUserError;
+  }
   if (!quiet) {
     std::cerr << "results in " << config.output.dir << "\n";
     for (const auto& r : result.results) {

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -59,6 +60,32 @@ torch::Device parse_device(const std::string& text) {
   return *d;
 }
 
+// Method and evaluator names become folders (attributions/<name>/, tables/<name>/): letters, digits and
+// "._+-", not starting with '.' or '-', at most 64 characters. Two names that differ only in case would share
+// a folder on case-insensitive file systems, so they collide too.
+std::string check_folder_name(const std::string& where, const std::string& name) {
+  const std::string rule = "use letters, digits and . _ + - (not first: . or -), at most 64 characters";
+  if (name.empty()) throw ConfigError(where + ": empty; " + rule);
+  if (name.size() > 64)
+    throw ConfigError(where + ": \"" + name.substr(0, 64) + "...\" is " + std::to_string(name.size()) +
+                      " characters long; " + rule);
+  for (unsigned char c : name) {
+    if (std::isalnum(c) || c == '.' || c == '_' || c == '+' || c == '-') continue;
+    char shown[16];
+    if (std::isprint(c))
+      std::snprintf(shown, sizeof shown, "'%c'", c);
+    else
+      std::snprintf(shown, sizeof shown, "byte 0x%02x", c);
+    throw ConfigError(where + ": \"" + name + "\" cannot be used as a folder name (it holds " + shown + "); " + rule);
+  }
+  if (name.front() == '.' || name.front() == '-')
+    throw ConfigError(where + ": \"" + name + "\" cannot be used as a folder name (it starts with '" +
+                      name.front() + "'); " + rule);
+  std::string folded = name;
+  for (char& c : folded) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return folded;
+}
+
 RunConfig build(const OptionValue& root, const std::string& base_dir, const std::string& source) {
   RunConfig cfg;
   cfg.source = source;
@@ -77,6 +104,7 @@ RunConfig build(const OptionValue& root, const std::string& base_dir, const std:
     cfg.model.output = parse_output_mode(m.get_choice("output", "logit", {"logit", "probability", "logit-minus-mean"}));
     const auto dtype = m.get_choice("dtype", "model", {"model", "float32", "float64"});
     if (dtype != "model") cfg.model.dtype = dtype == "float64" ? torch::kDouble : torch::kFloat;
+    cfg.model.training = m.get_bool("training", false);
   }
   {
     const Options d = top.table("data");
@@ -134,11 +162,10 @@ RunConfig build(const OptionValue& root, const std::string& base_dir, const std:
       mc.plugin = o.get_string("plugin", "");
       if (mc.plugin.empty()) throw ConfigError(where + ".plugin: required (the method to run, e.g. \"conductance\")");
       mc.name = o.get_string("name", mc.plugin);
-      if (!names.insert(mc.name).second)
+      if (!names.insert(check_folder_name(where + ".name", mc.name)).second)
         throw ConfigError(where + ".name: \"" + mc.name +
-                          "\" is used by another method of this run; give each entry a distinct name");
-      if (mc.name.find('/') != std::string::npos || mc.name == "." || mc.name == "..")
-        throw ConfigError(where + ".name: \"" + mc.name + "\" cannot be used as a folder name");
+                          "\" is used by another method of this run (names are compared ignoring case, as folders "
+                          "on some file systems are); give each entry a distinct name");
       mc.layers = o.get_strings("layers", {});
       mc.path = o.get_string("path", mc.path);
       mc.steps = static_cast<int>(o.get_int_in("steps", mc.steps, 1, 100000));
@@ -161,7 +188,10 @@ RunConfig build(const OptionValue& root, const std::string& base_dir, const std:
       ec.plugin = ec.options.get_string("plugin", "");
       if (ec.plugin.empty()) throw ConfigError(where + ".plugin: required");
       ec.name = ec.options.get_string("name", ec.plugin);
-      if (!names.insert(ec.name).second) throw ConfigError(where + ".name: \"" + ec.name + "\" is used twice");
+      if (!names.insert(check_folder_name(where + ".name", ec.name)).second)
+        throw ConfigError(where + ".name: \"" + ec.name +
+                          "\" is used by another evaluator of this run (names are compared ignoring case); give "
+                          "each entry a distinct name");
       cfg.evaluators.push_back(std::move(ec));
     }
   }

@@ -6,7 +6,10 @@
 
 #include <algorithm>
 #include <chrono>
+#include <functional>
+#include <map>
 #include <mutex>
+#include <optional>
 
 #include "galvani/core/plugin_call.h"
 #include "galvani/passes.h"
@@ -104,6 +107,28 @@ void check_attribution(const PlannedMethod& m, const Attribution& a, std::int64_
                                       "' that is not batch first (a batch of " + std::to_string(batch) + ")");
 }
 
+// Methods that failed in some shard (first message each). Shared by the shards of one run; a failed method is
+// not called again and none of its shards' results are kept. Without it (a rerun) the first failure ends all.
+class MethodFailures {
+ public:
+  bool failed(std::size_t method) const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return messages_.count(method) > 0;
+  }
+  void add(std::size_t method, const std::string& message) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    messages_.emplace(method, message);
+  }
+  std::map<std::size_t, std::string> messages() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return messages_;
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::map<std::size_t, std::string> messages_;
+};
+
 // What one shard produced.
 struct ShardResult {
   std::vector<std::vector<Attribution>> per_method;  // indexed like Workload::methods
@@ -111,20 +136,35 @@ struct ShardResult {
   Timings timings;
 };
 
-ShardResult run_shard(const Workload& w, const ShardRange& r) {
+ShardResult run_shard(const Workload& w, const ShardRange& r, MethodFailures* failures) {
   ShardResult o;
   o.per_method.resize(w.methods.size());
   const ShardData d{w.inputs.narrow(0, r.start, r.length), w.baselines.narrow(0, r.start, r.length),
                     w.targets.narrow(0, r.start, r.length), r.start};
   ShardOutputs outputs;
+  // Runs `fn` for method i; with `failures`, an error marks the method failed instead of ending the run.
+  const auto guarded = [&](std::size_t i, const std::function<void()>& fn) {
+    if (failures && failures->failed(i)) return;
+    try {
+      fn();
+    } catch (const std::exception& e) {
+      if (!failures) throw;
+      failures->add(i, e.what());
+      o.per_method[i].clear();
+    }
+  };
   const auto attribute = [&](std::size_t i, const PathPass* pass, ShardOutputs* provided) {
-    const auto& m = w.methods[i];
-    const auto t0 = Clock::now();
-    ShardContext ctx(w, m, d, pass, provided);
-    o.per_method[i] = call_plugin(m.plugin, [&] { return m.method->attribute(ctx, m.config.layers); });
-    o.timings["method " + m.config.name] += seconds_since(t0);
+    guarded(i, [&] {
+      const auto& m = w.methods[i];
+      const auto t0 = Clock::now();
+      ShardContext ctx(w, m, d, pass, provided);
+      o.per_method[i] = call_plugin(m.plugin, [&] { return m.method->attribute(ctx, m.config.layers); });
+      o.timings["method " + m.config.name] += seconds_since(t0);
+    });
   };
   for (const auto& g : w.groups) {
+    if (failures && std::all_of(g.methods.begin(), g.methods.end(), [&](std::size_t i) { return failures->failed(i); }))
+      continue;
     const auto t0 = Clock::now();
     PathPassSpec spec;
     spec.layers = g.layers;
@@ -134,7 +174,15 @@ ShardResult run_shard(const Workload& w, const ShardRange& r) {
     spec.input_grads = g.input_grads;
     spec.internal_batch = g.internal_batch;
     spec.double_accumulate = w.plan.config.run.double_precision;
-    const PathPass pass = compute_path_pass(w.model, spec, d.x, d.xb, d.targets, w.plan.objective);
+    std::optional<PathPass> computed;
+    try {
+      computed.emplace(compute_path_pass(w.model, spec, d.x, d.xb, d.targets, w.plan.objective));
+    } catch (const std::exception& e) {
+      if (!failures) throw;
+      for (auto i : g.methods) failures->add(i, std::string("its shared pass [") + g.key + "] failed: " + e.what());
+      continue;
+    }
+    const PathPass& pass = *computed;
     o.timings["pass [" + g.key + "]"] += seconds_since(t0);
     // A pass provides F(x), F(x') when its path kept the configured baselines.
     if (!outputs.complete() && torch::equal(pass.baselines, d.xb)) outputs.provide(pass.f_input(), pass.f_baseline());
@@ -153,15 +201,17 @@ ShardResult run_shard(const Workload& w, const ShardRange& r) {
   o.f_input = outputs.f_input();
   o.f_baseline = outputs.f_baseline();
   for (std::size_t i = 0; i < w.methods.size(); ++i)
-    for (auto& a : o.per_method[i]) {
-      check_attribution(w.methods[i], a, r.length);
-      if (a.space == Space::Layer) a.values = aggregate_units(a.values, w.methods[i].config.unit);
-    }
+    guarded(i, [&] {
+      for (auto& a : o.per_method[i]) {
+        check_attribution(w.methods[i], a, r.length);
+        if (a.space == Space::Layer) a.values = aggregate_units(a.values, w.methods[i].config.unit);
+      }
+    });
   return o;
 }
 
 // Shards in order → one result per method and layer over all inputs.
-RunResult gather(const Workload& w, std::vector<ShardResult>& shards) {
+RunResult gather(const Workload& w, std::vector<ShardResult>& shards, const std::map<std::size_t, std::string>& failed) {
   RunResult result;
   std::vector<torch::Tensor> fi, fb;
   for (auto& o : shards) {
@@ -172,6 +222,10 @@ RunResult gather(const Workload& w, std::vector<ShardResult>& shards) {
   result.f_input = torch::cat(fi);
   result.f_baseline = torch::cat(fb);
   for (std::size_t i = 0; i < w.methods.size(); ++i) {
+    if (const auto f = failed.find(i); f != failed.end()) {
+      result.failures.push_back({"method", w.methods[i].config.name, f->second});
+      continue;
+    }
     const auto& first = shards.front().per_method[i];
     for (std::size_t a = 0; a < first.size(); ++a) {
       MethodResult r;
@@ -198,16 +252,19 @@ RunResult gather(const Workload& w, std::vector<ShardResult>& shards) {
   return result;
 }
 
-// Every method of the workload over all its shards: results and F(x), F(x'), no evaluators.
-RunResult run_methods(const Workload& w, const ProgressFn& progress) {
+// Every method of the workload over all its shards: results and F(x), F(x'), no evaluators. With
+// `keep_going`, a method that fails is left out (RunResult::failures) and the others finish; without, the
+// first failure ends the workload.
+RunResult run_methods(const Workload& w, const ProgressFn& progress, bool keep_going) {
   std::vector<ShardResult> shards(w.schedule.shards());
+  MethodFailures failures;
   const auto t_run = Clock::now();
   for_each_shard(
-      w.schedule, [&](const ShardRange& r) { shards[r.index] = run_shard(w, r); },
+      w.schedule, [&](const ShardRange& r) { shards[r.index] = run_shard(w, r, keep_going ? &failures : nullptr); },
       [&](std::size_t done) {
         if (progress) progress("shards", done, shards.size());
       });
-  auto result = gather(w, shards);
+  auto result = gather(w, shards, failures.messages());
   result.timings["run (wall)"] = seconds_since(t_run);
   return result;
 }
@@ -256,7 +313,7 @@ void for_each_shard(const ShardSchedule& schedule, const std::function<void(cons
 RunResult execute(const Plan& plan, const ProgressFn& progress) {
   const Workload run{plan, *plan.model, plan.inputs, plan.baselines, plan.targets, plan.methods, plan.groups,
                      plan.schedule};
-  RunResult result = run_methods(run, progress);
+  RunResult result = run_methods(run, progress, /*keep_going=*/true);
   // Evaluators may run a method again on another model (parameter randomisation) over the first inputs: a
   // workload of that method alone, with the run's schedule.
   const auto rerun = [&plan](const std::string& method, std::shared_ptr<Model> model, std::int64_t count) {
@@ -269,7 +326,7 @@ RunResult execute(const Plan& plan, const ProgressFn& progress) {
     auto groups = group_methods(methods);
     const Workload again{plan, *model, plan.inputs.narrow(0, 0, n), plan.baselines.narrow(0, 0, n),
                          plan.targets.narrow(0, 0, n), std::move(methods), std::move(groups), plan.schedule.over(n)};
-    return run_methods(again, {}).results;
+    return run_methods(again, {}, /*keep_going=*/false).results;
   };
   for (const auto& e : plan.evaluators) {
     if (progress) progress("evaluator " + e.config.name, 0, 1);
@@ -284,7 +341,12 @@ RunResult execute(const Plan& plan, const ProgressFn& progress) {
     in.objective = plan.objective;
     in.results = result.results;
     in.rerun = rerun;
-    result.evaluations.emplace_back(e.config.name, call_plugin(e.plugin, [&] { return e.evaluator->evaluate(in); }));
+    try {
+      result.evaluations.emplace_back(e.config.name,
+                                      call_plugin(e.plugin, [&] { return e.evaluator->evaluate(in); }));
+    } catch (const std::exception& error) {  // the methods' results and the other evaluations stand
+      result.failures.push_back({"evaluator", e.config.name, error.what()});
+    }
     result.timings["evaluator " + e.config.name] = seconds_since(t0);
     if (progress) progress("evaluator " + e.config.name, 1, 1);
   }

@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include <fstream>
+#include <iomanip>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -137,6 +139,61 @@ ShardSchedule size_shards(const RunSettings& run, std::int64_t n, bool cuda) {
   return s;
 }
 
+// Bytes one shard holds for a pass group's layer data: act and grad (and the tangent) per grid point and input.
+double group_layer_bytes(const Plan& plan, const PassGroup& g) {
+  const std::int64_t grid = g.path ? static_cast<std::int64_t>(g.path->quadrature(g.steps).alphas.size()) + 2 : 2;
+  double bytes = 0;
+  for (const auto& l : g.layers) {
+    double numel = 1;
+    for (auto s : plan.model->layer(l).shape) numel *= static_cast<double>(s);
+    bytes += numel * static_cast<double>(grid * plan.schedule.shard_size) * (g.tangents ? 3 : 2) *
+             (plan.config.run.double_precision ? 8 : 4);
+  }
+  return bytes;
+}
+
+// Memory this process may still take: MemAvailable, and the cgroup's limit less its usage where one is set.
+// 0 when neither can be read.
+double available_memory() {
+  double available = 0;
+  std::ifstream meminfo("/proc/meminfo");
+  for (std::string key; meminfo >> key;) {
+    double kib = 0;
+    meminfo >> kib;
+    if (key == "MemAvailable:") available = kib * 1024;
+    meminfo.ignore(256, '\n');
+  }
+  std::ifstream max_file("/sys/fs/cgroup/memory.max"), current_file("/sys/fs/cgroup/memory.current");
+  std::string max;
+  double current = 0;
+  if (max_file >> max && max != "max" && current_file >> current) {
+    const double left = std::stod(max) - current;
+    if (left > 0 && (available == 0 || left < available)) available = left;
+  }
+  return available;
+}
+
+// Refuses, before any shard runs, a plan whose path data cannot fit: shards at once × the largest group's
+// layer data (groups of one shard run one after the other). CPU only: a CUDA device's memory is its own.
+void check_memory(const Plan& plan) {
+  if (!plan.model->device().is_cpu() || plan.groups.empty()) return;
+  double per_shard = 0;
+  for (const auto& g : plan.groups) per_shard = std::max(per_shard, group_layer_bytes(plan, g));
+  const auto at_once = std::min<std::int64_t>(plan.schedule.concurrency, static_cast<std::int64_t>(plan.schedule.shards()));
+  const double needed = per_shard * static_cast<double>(at_once);
+  const double available = available_memory();
+  if (available <= 0 || needed <= 0.8 * available) return;
+  const auto gib = [](double b) {
+    std::ostringstream out;
+    out << std::setprecision(3) << b / (1024.0 * 1024 * 1024) << " GiB";
+    return out.str();
+  };
+  throw ConfigError("the run would hold about " + gib(needed) + " of path data at once (" + std::to_string(at_once) +
+                    " shard(s) of " + std::to_string(plan.schedule.shard_size) + " inputs, every path point's "
+                    "activations and gradients at the methods' layers), more than the " + gib(available) +
+                    " of memory available; lower [run] shard_size or [run] threads, or the methods' steps");
+}
+
 }  // namespace
 
 ShardSchedule ShardSchedule::over(std::int64_t n) const {
@@ -188,6 +245,7 @@ std::vector<PassGroup> group_methods(const std::vector<PlannedMethod>& methods) 
 std::string Plan::describe() const {
   std::ostringstream out;
   out << "model: " << config.model.path << " on " << model->device() << "\n";
+  for (const auto& note : model->notes()) out << "  note: " << note << "\n";
   out << "inputs: " << shape_string(inputs.sizes()) << ", baselines: " << config.data.baselines.describe()
       << ", target: " << config.data.target.describe() << ", F: " << to_string(objective.mode) << "\n";
   out << "shards: " << schedule.shards() << " of up to " << schedule.shard_size << " inputs, " << schedule.concurrency
@@ -201,14 +259,7 @@ std::string Plan::describe() const {
         << (g.tangents ? ", with tangents (JVP)" : "") << (g.input_grads ? ", with input gradients" : "")
         << "\n  methods:";
     for (auto i : g.methods) out << " " << methods[i].config.name;
-    // Layer data held per shard: act, grad (and tangent) for every grid point.
-    double bytes = 0;
-    for (const auto& l : g.layers) {
-      double numel = 1;
-      for (auto s : model->layer(l).shape) numel *= static_cast<double>(s);
-      bytes += numel * static_cast<double>(grid * schedule.shard_size) * (g.tangents ? 3 : 2) *
-               (config.run.double_precision ? 8 : 4);
-    }
+    const double bytes = group_layer_bytes(*this, g);  // act, grad (and tangent) for every grid point
     out << "\n  memory per shard for layer data: ~" << static_cast<std::int64_t>(bytes / (1 << 20)) << " MiB\n";
   }
   for (const auto& m : methods)
@@ -232,6 +283,7 @@ Plan make_plan(const RunConfig& config, PluginHost& host, Timings* timings) {
   ModelOptions mo;
   mo.device = config.model.device;
   mo.dtype = config.model.dtype;
+  mo.training = config.model.training;
   plan.model = call_plugin(backend_c.plugin, [&] { return backend->load(config.model.path, mo); });
   t["load model"] += seconds_since(t0);
 
@@ -267,6 +319,7 @@ Plan make_plan(const RunConfig& config, PluginHost& host, Timings* timings) {
     plan.evaluators.push_back(plan_evaluator(ec, reg, config.methods, evaluator_check));
   plan.groups = group_methods(plan.methods);
   plan.schedule = size_shards(config.run, plan.inputs.size(0), plan.model->device().is_cuda());
+  check_memory(plan);
   return plan;
 }
 

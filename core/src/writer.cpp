@@ -1,10 +1,18 @@
 // Result writers: every file is written atomically (temporary name, then rename).
 #include <nlohmann/json.hpp>
 
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <iomanip>
 #include <iostream>
 #include <sstream>
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "galvani/core/writer.h"
 
@@ -78,10 +86,16 @@ void write_results(const Plan& plan, const RunResult& result, const std::string&
 
   json summary;
   summary["galvani_version"] = GALVANI_VERSION_STRING;
+  summary["complete"] = result.complete();
+  json failures = json::array();
+  for (const auto& f : result.failures) failures.push_back({{"kind", f.kind}, {"name", f.name}, {"message", f.message}});
+  summary["failures"] = failures;
   summary["config"] = to_json(plan.config.echo);
   summary["model"] = {{"path", plan.config.model.path},
                       {"device", plan.model->device().str()},
-                      {"output", to_string(plan.objective.mode)}};
+                      {"output", to_string(plan.objective.mode)},
+                      {"training", plan.config.model.training},
+                      {"notes", plan.model->notes()}};
   summary["inputs"] = {{"count", plan.inputs.size(0)}, {"shape", plan.inputs.sizes().vec()}};
   summary["targets"] = vec(plan.targets);
   summary["f_input"] = vec(result.f_input);
@@ -176,6 +190,113 @@ void write_results(const Plan& plan, const RunResult& result, const std::string&
   } catch (const std::exception& e) {
     std::cerr << "galvani: warning: the report could not be written (results are complete): " << e.what() << "\n";
   }
+}
+
+namespace {
+
+std::string system_error(const std::string& what) { return what + ": " + std::strerror(errno); }
+
+}  // namespace
+
+ResultsFolder::ResultsFolder(const std::string& dir) {
+  std::error_code ec;
+  fs::path path = fs::absolute(dir, ec).lexically_normal();
+  if (path.filename().empty()) path = path.parent_path();  // "runs/x/"
+  if (fs::is_symlink(path, ec)) {
+    path = fs::canonical(path, ec);
+    if (ec) throw IoError("the results folder '" + dir + "' is a symbolic link to nothing: " + ec.message());
+  }
+  if (path == path.root_path() || path.filename() == "..")
+    throw IoError("'" + dir + "' cannot be a results folder: galvani replaces its results folder as a whole; "
+                  "choose a new or empty folder (--out)");
+  const fs::path parent = path.parent_path();
+  const std::string name = path.filename().string();
+  try {
+    create_folders(parent.string());
+  } catch (const IoError& e) {
+    throw IoError("cannot create the results folder '" + dir + "': " + e.what());
+  }
+  dir_ = path.string();
+  lock_path_ = (parent / ("." + name + ".lock")).string();
+
+  // The lock: a file beside the folder, flock'ed. The holder removes it when done; a run that opened the old
+  // file meanwhile finds it gone from the folder and takes the new one.
+  for (;;) {
+    const int fd = ::open(lock_path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) throw IoError(system_error("cannot create the lock file '" + lock_path_ + "' beside the results folder"));
+    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+      const int err = errno;
+      char pid[32] = {};
+      const auto n = ::pread(fd, pid, sizeof pid - 1, 0);
+      ::close(fd);
+      if (err == EWOULDBLOCK)
+        throw IoError("another galvani run" + (n > 0 ? " (process " + std::string(pid) + ")" : std::string()) +
+                      " is writing results to '" + dir_ + "'; wait for it to finish or choose another folder (--out)");
+      errno = err;
+      throw IoError(system_error("cannot lock '" + lock_path_ + "'"));
+    }
+    struct stat held {}, named {};
+    if (::fstat(fd, &held) == 0 && ::stat(lock_path_.c_str(), &named) == 0 && held.st_ino == named.st_ino &&
+        held.st_dev == named.st_dev) {
+      lock_fd_ = fd;
+      break;
+    }
+    ::close(fd);
+  }
+  try {
+    const std::string pid = std::to_string(::getpid());
+    // Who holds the lock, for the message a second run prints; the lock holds without it.
+    [[maybe_unused]] const bool noted =
+        ::ftruncate(lock_fd_, 0) == 0 && ::pwrite(lock_fd_, pid.data(), pid.size(), 0) == static_cast<ssize_t>(pid.size());
+    // What a killed run left: its staging folder, or earlier results it had not removed yet.
+    for (const auto& e : fs::directory_iterator(parent, ec)) {
+      const auto entry = e.path().filename().string();
+      if (entry.rfind("." + name + ".staging-", 0) == 0 || entry.rfind("." + name + ".old-", 0) == 0)
+        fs::remove_all(e.path(), ec);
+    }
+    if (fs::exists(path, ec)) {
+      if (!fs::is_directory(path, ec))
+        throw IoError("the results folder '" + dir_ + "' is a file; choose another folder (--out)");
+      if (!fs::is_empty(path, ec) && !fs::is_regular_file(path / "summary.json", ec))
+        throw IoError("'" + dir_ + "' holds files that are not a galvani run's results (it has no summary.json); "
+                      "galvani replaces its results folder as a whole, so choose a new or empty folder (--out)");
+    }
+    staging_ = (parent / ("." + name + ".staging-" + pid)).string();
+    create_folders(staging_);
+  } catch (...) {
+    ::unlink(lock_path_.c_str());
+    ::close(lock_fd_);
+    throw;
+  }
+}
+
+ResultsFolder::~ResultsFolder() {
+  std::error_code ec;
+  if (!published_ && !staging_.empty()) fs::remove_all(staging_, ec);
+  ::unlink(lock_path_.c_str());  // before unlocking: see the constructor
+  ::close(lock_fd_);
+}
+
+void ResultsFolder::publish() {
+  std::error_code ec;
+  if (!fs::exists(dir_, ec)) {
+    if (std::rename(staging_.c_str(), dir_.c_str()) != 0)
+      throw IoError(system_error("cannot move the results into '" + dir_ + "'"));
+  } else if (::renameat2(AT_FDCWD, staging_.c_str(), AT_FDCWD, dir_.c_str(), RENAME_EXCHANGE) == 0) {
+    fs::remove_all(staging_, ec);  // now the earlier results
+  } else if (errno == EINVAL || errno == ENOSYS || errno == ENOTSUP) {
+    // A file system without atomic exchange: the earlier results step aside first (a run killed between the
+    // two renames leaves them beside the folder, removed by the next claim).
+    const auto old = (fs::path(dir_).parent_path() / ("." + fs::path(dir_).filename().string() + ".old-" +
+                                                      std::to_string(::getpid())))
+                         .string();
+    if (std::rename(dir_.c_str(), old.c_str()) != 0 || std::rename(staging_.c_str(), dir_.c_str()) != 0)
+      throw IoError(system_error("cannot move the results into '" + dir_ + "'"));
+    fs::remove_all(old, ec);
+  } else {
+    throw IoError(system_error("cannot move the results into '" + dir_ + "'"));
+  }
+  published_ = true;
 }
 
 }  // namespace galvani::core

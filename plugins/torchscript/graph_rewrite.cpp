@@ -2,6 +2,7 @@
 #include "graph_rewrite.h"
 
 #include <torch/csrc/jit/api/function_impl.h>
+#include <torch/csrc/jit/ir/constants.h>
 #include <torch/csrc/jit/passes/dead_code_elimination.h>
 #include <torch/csrc/jit/passes/constant_propagation.h>
 #include <torch/csrc/jit/passes/inliner.h>
@@ -10,6 +11,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <set>
 
 #include "galvani/tap.h"
 
@@ -406,6 +408,45 @@ bool cut_at_tap(const std::shared_ptr<Graph>& shared, std::int64_t slot) {
   torch::jit::EliminateDeadCode(graph.block(), true,
                                 torch::jit::DCESideEffectPolicy::ALLOW_DELETING_NODES_WITH_SIDE_EFFECTS);
   return graph.inputs().size() > 1 && graph.inputs()[1]->hasUses();
+}
+
+EvaluationMode set_evaluation_mode(torch::jit::Module& module, bool rewrite) {
+  static const std::set<std::string> random = {
+      "aten::rand",     "aten::rand_like",   "aten::randn",       "aten::randn_like", "aten::randint",
+      "aten::randint_like", "aten::randperm", "aten::bernoulli",  "aten::bernoulli_", "aten::normal",
+      "aten::normal_",  "aten::uniform_",    "aten::exponential_", "aten::multinomial", "aten::poisson",
+      "aten::cauchy_",  "aten::geometric_",  "aten::log_normal_", "aten::random_"};
+  EvaluationMode result;
+  std::set<const Graph*> seen;  // scripted submodules of one class share their method graphs
+  for (const auto& child : module.named_modules()) {
+    for (const auto& method : child.value.get_methods()) {
+      const auto graph = torch::jit::toGraphFunction(method.function()).graph();
+      if (!seen.insert(graph.get()).second) continue;
+      for (Node* n : all_nodes(*graph)) {
+        const std::string kind = n->kind().toQualString();
+        if (random.count(kind)) {
+          result.random_ops.push_back(kind + (child.name.empty() ? std::string() : " in " + child.name));
+          continue;
+        }
+        const c10::FunctionSchema* schema = n->kind().is_aten() ? n->maybeSchema() : nullptr;
+        if (!schema) continue;
+        const auto& args = schema->arguments();
+        for (std::size_t i = 0; i < args.size() && i < n->inputs().size(); ++i) {
+          if (args[i].name() != "train" && args[i].name() != "training") continue;
+          const auto value = torch::jit::toIValue(n->input(i));
+          if (!value || !value->isBool() || !value->toBool()) continue;
+          (kind.find("dropout") != std::string::npos      ? result.dropout
+           : kind.find("batch_norm") != std::string::npos ? result.batch_norm
+                                                          : result.other)++;
+          if (rewrite) {
+            torch::jit::WithInsertPoint here(n);
+            n->replaceInput(i, graph->insertConstant(false));
+          }
+        }
+      }
+    }
+  }
+  return result;
 }
 
 bool looks_frozen(const torch::jit::Module& module) {

@@ -72,6 +72,21 @@ TappedGraph insert_taps(const torch::jit::Module& module, const std::optional<st
 /// Removes every tap whose slot is not in `keep` (its input flows on in its place).
 void remove_taps_except(torch::jit::Graph& graph, const std::set<std::int64_t>& keep);
 
+/// What evaluation mode changed in a module's graphs (see set_evaluation_mode).
+struct EvaluationMode {
+  int dropout = 0;     ///< dropout calls recorded with train=True (by tracing in training mode)
+  int batch_norm = 0;  ///< batch normalisations recorded with training=True
+  int other = 0;       ///< other ops with a training flag recorded as True (rrelu, ...)
+  /// Random-number ops left in the forwards (`aten::bernoulli in features`): results vary between runs.
+  std::vector<std::string> random_ops;
+};
+
+/// Tracing records `self.training` as a constant, so `module.eval()` does not reach a model traced in training
+/// mode: its dropout stays on and its batch normalisation keeps using (and updating) the batch's statistics.
+/// With `rewrite`, every aten op argument named `train` or `training` that is the constant True becomes False
+/// in every method graph of `module` and its submodules; without, they are only counted.
+EvaluationMode set_evaluation_mode(torch::jit::Module& module, bool rewrite);
+
 /// Whether `module` was frozen with torch.jit.freeze: its submodules and parameters were folded into constants
 /// of a forward without module calls, and the `training` attribute is gone.
 bool looks_frozen(const torch::jit::Module& module);

@@ -220,6 +220,8 @@ class TorchScriptModel : public Model {
 
   torch::Device device() const override { return device_; }
   torch::ScalarType dtype() const override { return dtype_; }
+  std::vector<std::string> notes() const override { return notes_; }
+  void set_notes(std::vector<std::string> notes) { notes_ = std::move(notes); }
   ModelCapabilities capabilities() const override {
     ModelCapabilities c;
     c.operations = true;
@@ -255,6 +257,7 @@ class TorchScriptModel : public Model {
       p.value.copy_(fresh.to(p.value.options()));
     }
     auto model = std::make_shared<TorchScriptModel>(copy, path_, device_, dtype_);
+    model->notes_ = notes_;
     std::lock_guard<std::mutex> lock(mutex_);
     model->layers_ = layers_;  // same layers and shapes
     return model;
@@ -436,6 +439,7 @@ class TorchScriptModel : public Model {
 
   torch::jit::Module module_;
   std::string path_;
+  std::vector<std::string> notes_;  // what loading found or changed (evaluation mode, random ops)
   torch::Device device_;
   torch::ScalarType dtype_;
   std::map<std::string, std::string> untappable_;  // submodules whose output is not a Tensor → its type
@@ -487,6 +491,11 @@ class TorchScriptBackend : public ModelBackend {
     if (fs::is_directory(path, ec))
       throw ModelError("cannot load model '" + path + "': it is a directory, not a TorchScript file");
     check_device(path, options.device);
+    try {
+      verify_archive_file(path);
+    } catch (const IoError& e) {
+      throw ModelError(std::string("cannot load model: ") + e.what());
+    }
     torch::jit::Module module;
     try {
       module = torch::jit::load(path, options.device);
@@ -506,15 +515,47 @@ class TorchScriptBackend : public ModelBackend {
       throw ModelError("the model '" + path +
                        "' was frozen with torch.jit.freeze, which folds its submodules into constants, so it has no "
                        "layers left to tap; save the scripted or traced module before freezing it");
-    module.eval();
+    const bool saved_training = module.hasattr("training") && module.is_training();
+    if (!options.training) module.eval();
+    const auto notes = evaluation_notes(set_evaluation_mode(module, /*rewrite=*/!options.training),
+                                        options.training, saved_training);
     if (options.dtype) module.to(*options.dtype);
     // The host makes inputs and taps require grad; parameters never do (no gradients wasted on them).
     for (const auto& p : module.parameters()) p.requires_grad_(false);
     const torch::ScalarType dtype = options.dtype.value_or(parameter_dtype(module));
-    return std::make_shared<TorchScriptModel>(std::move(module), path, options.device, dtype);
+    auto model = std::make_shared<TorchScriptModel>(std::move(module), path, options.device, dtype);
+    model->set_notes(notes);
+    return model;
   }
 
  private:
+  static std::vector<std::string> evaluation_notes(const EvaluationMode& m, bool training, bool saved_training) {
+    std::vector<std::string> notes;
+    std::ostringstream flags;
+    const auto count = [&](int n, const char* what) {
+      if (n) flags << (flags.tellp() > 0 ? ", " : "") << n << " " << what;
+    };
+    count(m.dropout, "dropout");
+    count(m.batch_norm, "batch-norm");
+    count(m.other, "other");
+    if (training && (saved_training || flags.tellp() > 0))
+      notes.push_back("kept in training mode as saved ([model] training = true): dropout and batch-norm batch "
+                      "statistics are on, so results differ between runs and between shard sizes");
+    else if (training)
+      notes.push_back("[model] training = true, but the model was saved in evaluation mode: nothing to keep");
+    else if (flags.tellp() > 0)
+      notes.push_back("the model was traced in training mode: " + flags.str() +
+                      " call(s) recorded with training=True were switched to evaluation, as model.eval() before "
+                      "tracing would have; [model] training = true keeps them");
+    if (!m.random_ops.empty()) {
+      std::string ops;
+      for (std::size_t i = 0; i < m.random_ops.size() && i < 4; ++i) ops += (i ? ", " : "") + m.random_ops[i];
+      if (m.random_ops.size() > 4) ops += ", ... (" + std::to_string(m.random_ops.size()) + " in all)";
+      notes.push_back("the forward draws random numbers (" + ops + "): results differ between runs");
+    }
+    return notes;
+  }
+
   /// The dtype of the model's first floating parameter or buffer (float32 for a model with none).
   static torch::ScalarType parameter_dtype(const torch::jit::Module& module) {
     for (const auto& p : module.parameters())

@@ -90,6 +90,8 @@ std::shared_ptr<Model> Model::randomized(const std::vector<std::string>&, std::u
 
 ModelCapabilities Model::capabilities() const { return {}; }
 
+std::vector<std::string> Model::notes() const { return {}; }
+
 LayerInfo Model::layer(const std::string& name) const {
   const auto all = layers();
   for (const auto& l : all)

@@ -143,3 +143,19 @@ TEST(BadInput, EvaluatorMethodsMustNameMethodsOfTheRunBeforeAnyShardRuns) {
   }
   EXPECT_EQ(timings.count("run (wall)"), 0u);
 }
+
+// Path data that cannot fit in memory is refused while planning, with the knobs that shrink it, rather than
+// swapping or being killed after minutes.
+TEST(BadInput, PathDataBeyondTheMemoryIsRefusedWhilePlanning) {
+  const auto x = save_temp_tensor(torch::ones({200000, 3}), "x.pt");
+  const auto msg = run_error(config(linear_model(), x,
+                                    "[run]\nshard_size = 200000\n[[methods]]\nplugin = \"nig\"\nlayers = [\"hidden\"]\n"
+                                    "steps = 100000\nrule = \"riemann_trapezoid\"\n"));
+  EXPECT_NE(msg.find("of path data at once (1 shard(s) of 200000 inputs"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("lower [run] shard_size or [run] threads, or the methods' steps"), std::string::npos) << msg;
+  // The same work in small shards fits.
+  const auto fits = run_error(config(linear_model(), save_temp_tensor(torch::ones({4, 3}), "x4.pt"),
+                                     "[run]\nshard_size = 2\n[[methods]]\nplugin = \"nig\"\nlayers = [\"hidden\"]\n"
+                                     "steps = 1000\nrule = \"riemann_trapezoid\"\n"));
+  EXPECT_EQ(fits, "(no error)");
+}

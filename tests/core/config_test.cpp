@@ -64,6 +64,33 @@ TEST(Config, BadValuesNameTheKeyAndTheValidChoices) {
   EXPECT_NE(msg.find("[model]"), std::string::npos) << msg;
 }
 
+TEST(Config, NamesAreFolderNamesAndCollideIgnoringCase) {
+  const auto method = [](const std::string& name) {
+    return error_of(std::string(kMinimal) + "[[methods]]\nplugin = \"nig\"\nname = \"" + name + "\"\n");
+  };
+  // Each would have written outside its folder, into another's, or to a name some file systems refuse.
+  const std::vector<std::string> bad_names = {"", "a/b", "a\\\\b", "..", ".hidden", "-x", "a b", "a:b",
+                                             std::string(65, 'n')};
+  for (const auto& bad : bad_names) {
+    const auto msg = method(bad);
+    EXPECT_NE(msg.find("methods[0].name"), std::string::npos) << bad << ": " << msg;
+    EXPECT_NE(msg.find("letters, digits and . _ + -"), std::string::npos) << bad << ": " << msg;
+  }
+  EXPECT_NE(method("a\\\\b").find("(it holds '\\')"), std::string::npos) << method("a\\\\b");
+  const auto ok = parse_config_string(
+      std::string(kMinimal) + "[[methods]]\nplugin = \"nig\"\nname = \"nig-2.v1_a+b\"\n", "/base");
+  EXPECT_EQ(ok.methods.at(0).name, "nig-2.v1_a+b");
+
+  auto msg = error_of(std::string(kMinimal) + "[[methods]]\nplugin = \"nig\"\nname = \"NIG\"\n[[methods]]\n"
+                      "plugin = \"nig\"\n");
+  EXPECT_NE(msg.find("methods[1].name: \"nig\" is used by another method"), std::string::npos) << msg;
+  msg = error_of(std::string(kMinimal) + "[[evaluators]]\nplugin = \"completeness\"\nname = \"t/x\"\n");
+  EXPECT_NE(msg.find("evaluators[0].name"), std::string::npos) << msg;
+  msg = error_of(std::string(kMinimal) + "[[evaluators]]\nplugin = \"completeness\"\n[[evaluators]]\n"
+                 "plugin = \"completeness\"\nname = \"Completeness\"\n");
+  EXPECT_NE(msg.find("evaluators[1].name"), std::string::npos) << msg;
+}
+
 TEST(Config, ValuesAreParsedOnceIntoTypes) {
   const auto cfg = parse_config_string(
       "[model]\npath = \"m.pt\"\ndevice = \"cuda:1\"\ndtype = \"float64\"\n[data]\ninputs = \"x.pt\"\n"

@@ -2,11 +2,20 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <array>
+#include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <thread>
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "galvani/tensor_io.h"
 #include "test_support.h"
@@ -247,6 +256,167 @@ TEST(Cli, AnOutputFolderThatCannotBeCreatedIsAClearError) {
   std::ofstream(dir + "/taken") << "a file, not a folder";
   const auto r = galvani_cli("run " + dir + "/run.toml --out " + dir + "/taken/results --quiet");
   EXPECT_EQ(r.status, 1) << r.text;
-  EXPECT_NE(r.text.find("galvani: error: cannot create the folder '" + dir + "/taken/results'"), std::string::npos)
+  EXPECT_NE(r.text.find("galvani: error: cannot create the results folder '" + dir + "/taken/results'"),
+            std::string::npos)
       << r.text;
+}
+
+namespace {
+
+nlohmann::json read_summary(const std::string& results) {
+  std::ifstream in(results + "/summary.json");
+  return nlohmann::json::parse(in);
+}
+
+// The entries of `dir` (names only), sorted.
+std::vector<std::string> entries(const std::string& dir) {
+  std::vector<std::string> names;
+  for (const auto& e : fs::directory_iterator(dir)) names.push_back(e.path().filename().string());
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+}  // namespace
+
+// A method that fails after the run started costs only its own results: the others are written, the summary
+// says the run is incomplete and what failed, and the exit status is 1.
+TEST(Cli, AMethodThatFailsLateKeepsTheOthersResults) {
+  const auto dir = galvani::testing::temp_dir();
+  torch::manual_seed(4);
+  galvani::save_tensor(torch::randn({6, 4}), dir + "/x.pt");
+  std::ofstream(dir + "/run.toml") << "plugin_paths = [\"" GALVANI_TEST_PLUGINS_DIR "\"]\n"
+                                   << "[model]\npath = \"" << two_layer_model() << "\"\n[data]\ninputs = \"x.pt\"\n"
+                                   << "[run]\nshard_size = 2\nthreads = 1\n"
+                                   << "[[methods]]\nplugin = \"activation\"\nlayers = [\"hidden\"]\n"
+                                   << "[[methods]]\nplugin = \"fails-late\"\nlayers = [\"hidden\"]\nfail_from = 2\n"
+                                   << "[[methods]]\nplugin = \"conductance\"\nlayers = [\"hidden\"]\nsteps = 16\n"
+                                   << "[[evaluators]]\nplugin = \"fails-evaluating\"\n"
+                                   << "[[evaluators]]\nplugin = \"completeness\"\nmethods = [\"conductance\"]\n";
+  const auto out = dir + "/results";
+  const auto r = galvani_cli("run " + dir + "/run.toml --out " + out + " --quiet");
+  EXPECT_EQ(r.status, 1) << r.text;
+  EXPECT_NE(r.text.find("galvani: error: method 'fails-late' failed: "), std::string::npos) << r.text;
+  EXPECT_NE(r.text.find("the shard at input 2 fails on purpose"), std::string::npos) << r.text;
+  EXPECT_NE(r.text.find("galvani: error: evaluator 'fails-evaluating' failed: "), std::string::npos) << r.text;
+  EXPECT_NE(r.text.find("\"complete\": false"), std::string::npos) << r.text;
+
+  const auto summary = read_summary(out);
+  EXPECT_EQ(summary["complete"], false);
+  ASSERT_EQ(summary["failures"].size(), 2u) << summary["failures"].dump();
+  EXPECT_EQ(summary["failures"][0]["kind"], "method");
+  EXPECT_EQ(summary["failures"][0]["name"], "fails-late");
+  EXPECT_EQ(summary["failures"][1]["kind"], "evaluator");
+  EXPECT_EQ(summary["failures"][1]["name"], "fails-evaluating");
+  ASSERT_EQ(summary["methods"].size(), 2u);
+  EXPECT_EQ(summary["methods"][0]["method"], "activation");
+  EXPECT_EQ(summary["methods"][1]["method"], "conductance");
+  EXPECT_LT(summary["methods"][1]["delta_max_abs"].get<double>(), 1e-3);
+  EXPECT_EQ(galvani::load_tensor(out + "/attributions/conductance/hidden.pt").size(0), 6);
+  EXPECT_FALSE(fs::exists(out + "/attributions/fails-late"));
+  EXPECT_TRUE(summary["evaluations"].contains("completeness"));
+  EXPECT_FALSE(summary["evaluations"].contains("fails-evaluating"));
+}
+
+// A second run into a folder replaces the first's results as a whole (no stale method folders), refuses a
+// folder that holds anything else, and is refused while another run holds the folder.
+TEST(Cli, TheResultsFolderIsReplacedAsAWholeAndLocked) {
+  const auto dir = galvani::testing::temp_dir();
+  galvani::save_tensor(torch::randn({3, 4}), dir + "/x.pt");
+  const std::string head = "[model]\npath = \"" + two_layer_model() + "\"\n[data]\ninputs = \"x.pt\"\n";
+  std::ofstream(dir + "/both.toml") << head << "[[methods]]\nplugin = \"activation\"\nlayers = [\"hidden\"]\n"
+                                    << "[[methods]]\nplugin = \"nig\"\nlayers = [\"hidden\"]\n";
+  std::ofstream(dir + "/one.toml") << head << "[[methods]]\nplugin = \"activation\"\nlayers = [\"head\"]\n";
+  const auto parent = dir + "/runs";
+  const auto out = parent + "/r";
+  ASSERT_EQ(galvani_cli("run " + dir + "/both.toml --out " + out + " --quiet").status, 0);
+  EXPECT_EQ(entries(out + "/attributions"), (std::vector<std::string>{"activation", "nig"}));
+  const auto r = galvani_cli("run " + dir + "/one.toml --out " + out + " --quiet");
+  ASSERT_EQ(r.status, 0) << r.text;
+  EXPECT_EQ(entries(out + "/attributions"), std::vector<std::string>{"activation"});
+  EXPECT_EQ(entries(out + "/attributions/activation"), std::vector<std::string>{"head.pt"});
+  EXPECT_EQ(entries(out + "/scores"), std::vector<std::string>{"head.csv"});
+  EXPECT_EQ(entries(parent), std::vector<std::string>{"r"}) << "no staging folder or lock file left beside it";
+
+  // Not results: refused before any work, and left as it was.
+  const auto foreign = dir + "/mine";
+  fs::create_directories(foreign);
+  std::ofstream(foreign + "/notes.txt") << "keep me";
+  const auto refused = galvani_cli("run " + dir + "/one.toml --out " + foreign + " --quiet");
+  EXPECT_EQ(refused.status, 1) << refused.text;
+  EXPECT_NE(refused.text.find("holds files that are not a galvani run's results"), std::string::npos) << refused.text;
+  EXPECT_EQ(entries(foreign), std::vector<std::string>{"notes.txt"});
+
+  // Held by another run (this test takes the lock the way a run does).
+  const int fd = ::open((parent + "/.r.lock").c_str(), O_RDWR | O_CREAT, 0644);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::flock(fd, LOCK_EX | LOCK_NB), 0);
+  ASSERT_EQ(::write(fd, "4242", 4), 4);
+  const auto locked = galvani_cli("run " + dir + "/one.toml --out " + out + " --quiet");
+  EXPECT_EQ(locked.status, 1) << locked.text;
+  EXPECT_NE(locked.text.find("another galvani run (process 4242) is writing results to '" + out + "'"),
+            std::string::npos)
+      << locked.text;
+  ::close(fd);
+  EXPECT_EQ(galvani_cli("run " + dir + "/one.toml --out " + out + " --quiet").status, 0);
+}
+
+// SIGKILL at any moment of a run (start-up, shards, writing, publishing): the folder holds the earlier complete
+// results or the new complete ones, never a mix; the next run cleans up what the killed one left.
+TEST(Cli, AKilledRunLeavesCompleteResultsBehind) {
+  const auto dir = galvani::testing::temp_dir();
+  torch::manual_seed(5);
+  galvani::save_tensor(torch::randn({400, 4}), dir + "/x.pt");
+  galvani::save_tensor(torch::randn({400, 4}), dir + "/y.pt");
+  const std::string head = "[model]\npath = \"" + two_layer_model() + "\"\n";
+  const std::string methods = "[[methods]]\nplugin = \"conductance\"\nlayers = [\"hidden\"]\nsteps = 64\n"
+                              "[[methods]]\nplugin = \"activation\"\nlayers = [\"hidden\", \"head\"]\n"
+                              "[run]\nshard_size = 25\n";
+  std::ofstream(dir + "/x.toml") << head << "[data]\ninputs = \"x.pt\"\n" << methods;
+  std::ofstream(dir + "/y.toml") << head << "[data]\ninputs = \"y.pt\"\n" << methods;
+  const auto parent = dir + "/runs";
+  const auto out = parent + "/r";
+  const auto binary = std::string(GALVANI_BINARY_DIR) + "/host/galvani";
+  const auto t0 = std::chrono::steady_clock::now();
+  ASSERT_EQ(galvani_cli("run " + dir + "/x.toml --out " + out + " --quiet").status, 0);
+  const double full = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const auto f_x = read_summary(out)["f_input"];
+  int killed = 0;
+  for (int k = 0; k < 12; ++k) {
+    const std::string config = dir + (k % 2 ? "/x.toml" : "/y.toml");
+    const pid_t pid = ::fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      const int null = ::open("/dev/null", O_WRONLY);
+      ::dup2(null, 1);
+      ::dup2(null, 2);
+      ::execl(binary.c_str(), binary.c_str(), "run", config.c_str(), "--out", out.c_str(), "--quiet", nullptr);
+      ::_exit(127);
+    }
+    std::this_thread::sleep_for(std::chrono::duration<double>(full * 1.1 * k / 11));
+    ::kill(pid, SIGKILL);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    killed += WIFSIGNALED(status);
+    SCOPED_TRACE("killed after " + std::to_string(full * 1.1 * k / 11) + " s");
+    const auto summary = read_summary(out);  // always there, always whole
+    EXPECT_EQ(summary["complete"], true);
+    EXPECT_EQ(summary["inputs"]["count"], 400);
+    ASSERT_EQ(summary["methods"].size(), 3u);
+    for (const auto& m : summary["methods"])
+      EXPECT_EQ(galvani::load_tensor(out + "/" + m["file"].get<std::string>()).size(0), 400) << m.dump();
+    // Whichever run's results they are, every file is that run's: its summary names its inputs, and its
+    // attributions and F(x) are those of these inputs.
+    const auto inputs = summary["config"]["data"]["inputs"].get<std::string>();
+    ASSERT_TRUE(inputs == "x.pt" || inputs == "y.pt") << inputs;
+    const auto x = galvani::load_tensor(dir + "/" + inputs);
+    const auto hidden = torch::tanh(x * 2.0);
+    EXPECT_TRUE(torch::allclose(galvani::load_tensor(out + "/attributions/activation/hidden.pt"), hidden, 1e-5, 1e-6));
+    const auto sums = hidden.sum(1);
+    EXPECT_TRUE(torch::allclose(galvani::load_tensor(out + "/attributions/activation/head.pt").select(1, 0), sums,
+                                1e-4, 1e-5));
+    EXPECT_EQ(inputs == "x.pt", summary["f_input"] == f_x);
+  }
+  EXPECT_GE(killed, 6) << "most runs must have been killed before they finished";
+  ASSERT_EQ(galvani_cli("run " + dir + "/x.toml --out " + out + " --quiet").status, 0);
+  EXPECT_EQ(entries(parent), std::vector<std::string>{"r"}) << "the killed runs' staging folders are removed";
 }

@@ -300,6 +300,71 @@ TEST(TorchScriptBackend, FrozenModelIsRefusedWithTheFix) {
   }
 }
 
+// Tracing records `self.training` as constants, which eval() does not reach: by default they are switched to
+// evaluation (dropout off, batch norm on its running statistics), as model.eval() before tracing would have.
+TEST(TorchScriptBackend, ModelsSavedInTrainingModeAreEvaluatedInEvaluationMode) {
+  const auto refs = Refs::load(kFixtures, "train_mode");
+  const auto x = refs.get("input");
+  for (const std::string file : {"train_mode_traced.pt", "train_mode_scripted.pt"}) {
+    SCOPED_TRACE(file);
+    const auto model = load_model(fixture(file));
+    const auto first = model->forward(x);
+    EXPECT_TRUE(torch::allclose(first, refs.get("eval_output"), 1e-5, 1e-6)) << first << refs.get("eval_output");
+    EXPECT_TRUE(torch::equal(model->forward(x), first));
+    EXPECT_TRUE(torch::allclose(model->forward(x.narrow(0, 1, 2)), first.narrow(0, 1, 2), 1e-5, 1e-6));
+    const auto notes = model->notes();
+    if (file == "train_mode_traced.pt") {
+      ASSERT_EQ(notes.size(), 1u);
+      EXPECT_NE(notes[0].find("traced in training mode: 1 dropout, 1 batch-norm call(s)"), std::string::npos)
+          << notes[0];
+      EXPECT_NE(notes[0].find("[model] training = true"), std::string::npos) << notes[0];
+    } else {
+      EXPECT_TRUE(notes.empty()) << notes.at(0);  // scripted: eval() reaches self.training
+    }
+
+    galvani::ModelOptions keep;
+    keep.training = true;
+    const auto training = load_model(fixture(file), keep);
+    torch::manual_seed(3);
+    const auto a = training->forward(x);
+    const auto b = training->forward(x);
+    EXPECT_FALSE(torch::allclose(a, b)) << "dropout p = 0.5 on 8 units draws the same mask twice";
+    EXPECT_FALSE(torch::allclose(a, first));
+    ASSERT_EQ(training->notes().size(), 1u);
+    EXPECT_NE(training->notes()[0].find("kept in training mode as saved"), std::string::npos) << training->notes()[0];
+  }
+  galvani::ModelOptions keep;
+  keep.training = true;
+  const auto eval_saved = load_model(fixture("tiny_cnn_traced.pt"), keep);
+  ASSERT_EQ(eval_saved->notes().size(), 1u);
+  EXPECT_NE(eval_saved->notes()[0].find("saved in evaluation mode: nothing to keep"), std::string::npos);
+  EXPECT_TRUE(load_model(fixture("tiny_cnn_traced.pt"))->notes().empty());
+}
+
+TEST(TorchScriptBackend, RandomNumbersInTheForwardAreNoted) {
+  const auto notes = load_model(fixture("noisy_traced.pt"))->notes();
+  ASSERT_EQ(notes.size(), 1u);
+  EXPECT_NE(notes[0].find("draws random numbers (aten::randn_like)"), std::string::npos) << notes[0];
+}
+
+// One byte changed inside a stored entry: the zip directory's CRC-32 no longer matches.
+TEST(TorchScriptBackend, DamagedModelFilesAreRefused) {
+  for (const std::string entry : {"data/0", "data.pkl", "code/__torch__.py"}) {
+    const auto damaged = galvani::testing::damaged_copy(fixture("tiny_cnn_traced.pt"), entry);
+    try {
+      load_model(damaged);
+      ADD_FAILURE() << "a model with a damaged " << entry << " was loaded";
+    } catch (const ModelError& e) {
+      // A stored entry fails its CRC; a deflated one (code) its CRC, or already its inflation.
+      const std::string what = e.what();
+      EXPECT_TRUE(what.find(entry + "' fails its CRC-32 check") != std::string::npos ||
+                  what.find(entry + "' does not inflate to its recorded") != std::string::npos)
+          << what;
+      EXPECT_NE(std::string(e.what()).find(damaged), std::string::npos) << e.what();
+    }
+  }
+}
+
 TEST(TorchScriptBackend, TracedIdentityIsExplained) {
   auto model = load_model(fixture("identity_traced.pt"));
   try {

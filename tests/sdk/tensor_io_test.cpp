@@ -2,6 +2,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 
 #include "galvani/tensor_io.h"
 #include "test_support.h"
@@ -40,4 +41,33 @@ TEST(TensorIo, MissingOrCorruptFilesAreIoErrors) {
   } catch (const galvani::IoError& e) {
     EXPECT_NE(std::string(e.what()).find(bad), std::string::npos);
   }
+}
+
+// One byte flipped in a tensor's payload (a bad copy) changes numbers silently unless the checksum is read.
+TEST(TensorIo, DamagedArchivesFailTheirChecksum) {
+  const auto original = std::string(GALVANI_SOURCE_DIR) + "/docs/examples/fashion_test.pt";
+  const auto damaged = galvani::testing::damaged_copy(original, "data/0");
+  try {
+    galvani::load_tensor(damaged);
+    FAIL() << "a damaged tensor file was read";
+  } catch (const galvani::IoError& e) {
+    EXPECT_NE(std::string(e.what()).find("data/0' fails its CRC-32 check"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("write it again"), std::string::npos) << e.what();
+  }
+  // A file cut short loses its zip directory.
+  std::ifstream in(original, std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const auto cut = galvani::testing::temp_dir() + "/cut.pt";
+  std::ofstream(cut, std::ios::binary) << bytes.substr(0, bytes.size() / 2);
+  try {
+    galvani::load_tensor(cut);
+    FAIL() << "half a tensor file was read";
+  } catch (const galvani::IoError& e) {
+    EXPECT_NE(std::string(e.what()).find("cut short"), std::string::npos) << e.what();
+  }
+  // The undamaged file still reads, and so does what save_tensor writes (its CRCs are right).
+  EXPECT_NO_THROW(galvani::load_tensor(original));
+  const auto path = galvani::testing::temp_dir() + "/ok.pt";
+  galvani::save_tensor(torch::rand({3, 5}), path);
+  EXPECT_NO_THROW(galvani::verify_archive_file(path));
 }

@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <fstream>
+#include <iterator>
 #include <cstdlib>
 #include <filesystem>
 #include <mutex>
@@ -42,6 +44,27 @@ std::string large_fixture(const std::string& file) {
   if (!fs::exists(p))
     throw std::runtime_error("large fixture '" + p + "' is missing: the build generates it (target galvani_large_fixtures)");
   return p;
+}
+
+std::string damaged_copy(const std::string& file, const std::string& entry) {
+  std::ifstream in(file, std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const auto u16 = [&](std::size_t at) {
+    return static_cast<std::size_t>(static_cast<unsigned char>(bytes[at])) |
+           static_cast<std::size_t>(static_cast<unsigned char>(bytes[at + 1])) << 8;
+  };
+  // Local file headers: "PK\3\4", name length at 26, extra length at 28, the name at 30, then extra and data.
+  for (std::size_t at = bytes.find("PK\3\4"); at != std::string::npos && at + 30 < bytes.size();
+       at = bytes.find("PK\3\4", at + 1)) {
+    const std::size_t name_len = u16(at + 26), extra_len = u16(at + 28);
+    const std::string name = bytes.substr(at + 30, name_len);
+    if (name.size() < entry.size() || name.compare(name.size() - entry.size(), entry.size(), entry) != 0) continue;
+    bytes[at + 30 + name_len + extra_len] ^= 0x01;
+    const auto out = temp_dir() + "/damaged_" + fs::path(file).filename().string();
+    std::ofstream(out, std::ios::binary) << bytes;
+    return out;
+  }
+  throw std::runtime_error("damaged_copy: '" + file + "' has no entry ending in '" + entry + "'");
 }
 
 std::string temp_dir() {

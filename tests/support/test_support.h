@@ -26,6 +26,10 @@ bool large_fixtures_enabled();
 std::string large_fixture(const std::string& file);
 /// A fresh temporary folder, removed at process exit.
 std::string temp_dir();
+/// Copies a PyTorch archive (torch.save / torch.jit.save zip) into the temporary folder with the first data byte
+/// of the entry whose name ends with `entry` flipped, as a damaged copy would be; returns the copy's path.
+/// Fails the test (throws) when there is no such entry.
+std::string damaged_copy(const std::string& file, const std::string& entry);
 /// Saves a scripted module built from TorchScript source into a temporary file and returns the path.
 /// `submodules` are (name, source of its forward) pairs; each becomes a child module with that forward.
 std::string save_script_model(const std::string& name, const std::vector<std::pair<std::string, std::string>>& submodules,

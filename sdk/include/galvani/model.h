@@ -142,6 +142,9 @@ class GALVANI_API Model {
   virtual std::shared_ptr<Model> randomized(const std::vector<std::string>& modules, std::uint64_t seed) const;
   /// What this model supports besides forward, tapped and tail (default: nothing more).
   virtual ModelCapabilities capabilities() const;
+  /// What loading changed in the model or found in it that bears on the results (training flags set to
+  /// evaluation, random numbers drawn in the forward), one sentence each, for the run's summary (default: none).
+  virtual std::vector<std::string> notes() const;
   /// Looks a layer up by name; throws ModelError with suggestions when it does not exist.
   LayerInfo layer(const std::string& name) const;
 };
@@ -151,6 +154,10 @@ struct GALVANI_API ModelOptions {
   torch::Device device = torch::kCPU;
   /// Convert parameters and buffers to this dtype (e.g. kDouble for exact checks); nullopt keeps the model's.
   std::optional<torch::ScalarType> dtype;
+  /// Keep the model in the mode it was saved in. By default a model is evaluated as after `model.eval()`:
+  /// dropout off and batch normalisation on its running statistics, also where tracing recorded the training
+  /// flag as a constant. Training mode makes results differ between runs and between shard sizes.
+  bool training = false;
 };
 
 /// Loads models of one format (TorchScript, ...). `load` is called on the host's thread; the model it returns
