@@ -105,6 +105,7 @@ RunConfig build(const OptionValue& root, const std::string& base_dir, const std:
     const auto dtype = m.get_choice("dtype", "model", {"model", "float32", "float64"});
     if (dtype != "model") cfg.model.dtype = dtype == "float64" ? torch::kDouble : torch::kFloat;
     cfg.model.training = m.get_bool("training", false);
+    cfg.model.onednn_linear = m.get_choice("linear", "onednn", {"onednn", "aten"}) == "onednn";
   }
   {
     const Options d = top.table("data");

@@ -284,6 +284,7 @@ Plan make_plan(const RunConfig& config, PluginHost& host, Timings* timings) {
   mo.device = config.model.device;
   mo.dtype = config.model.dtype;
   mo.training = config.model.training;
+  mo.onednn_linear = config.model.onednn_linear;
   plan.model = call_plugin(backend_c.plugin, [&] { return backend->load(config.model.path, mo); });
   t["load model"] += seconds_since(t0);
 

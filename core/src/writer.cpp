@@ -95,6 +95,7 @@ void write_results(const Plan& plan, const RunResult& result, const std::string&
                       {"device", plan.model->device().str()},
                       {"output", to_string(plan.objective.mode)},
                       {"training", plan.config.model.training},
+                      {"linear", plan.config.model.onednn_linear ? "onednn" : "aten"},
                       {"notes", plan.model->notes()}};
   summary["inputs"] = {{"count", plan.inputs.size(0)}, {"shape", plan.inputs.sizes().vec()}};
   summary["targets"] = vec(plan.targets);

@@ -332,6 +332,7 @@ OpGraph list_operations(const torch::jit::Module& module) {
       }
       OpSite site;
       site.op = n->kind().toQualString();
+      if (site.op == linear_operator_name()) site.op = "aten::linear";  // route_dense_layers' stand-in
       if (const auto it = r.tapped.locations.find(n); it != r.tapped.locations.end()) site.location = it->second;
       for (std::size_t i = 0; i < n->inputs().size(); ++i) {
         Value* v = n->input(i);
@@ -447,6 +448,30 @@ EvaluationMode set_evaluation_mode(torch::jit::Module& module, bool rewrite) {
     }
   }
   return result;
+}
+
+int route_dense_layers(torch::jit::Module& module) {
+  static const c10::Symbol linear = c10::Symbol::fromQualString("aten::linear");
+  static const c10::Symbol dense = c10::Symbol::fromQualString(linear_operator_name());
+  int routed = 0;
+  std::set<const Graph*> seen;
+  for (const auto& child : module.named_modules()) {
+    for (const auto& method : child.value.get_methods()) {
+      const auto graph = torch::jit::toGraphFunction(method.function()).graph();
+      if (!seen.insert(graph.get()).second) continue;
+      for (Node* n : all_nodes(*graph)) {
+        if (n->kind() != linear || n->inputs().size() != 3 || n->outputs().size() != 1) continue;
+        Node* d = graph->create(dense, n->inputs(), 1);
+        d->insertBefore(n);
+        d->copyMetadata(n);
+        d->output()->copyMetadata(n->output());
+        n->output()->replaceAllUsesWith(d->output());
+        n->destroy();
+        ++routed;
+      }
+    }
+  }
+  return routed;
 }
 
 bool looks_frozen(const torch::jit::Module& module) {

@@ -87,6 +87,11 @@ struct EvaluationMode {
 /// in every method graph of `module` and its submodules; without, they are only counted.
 EvaluationMode set_evaluation_mode(torch::jit::Module& module, bool rewrite);
 
+/// Puts `galvani::linear` (oneDNN on the CPU, see galvani/tap.h) in place of every `aten::linear` in every
+/// method graph of `module` and its submodules; the same arguments, the same result. Returns how many. Op
+/// listings (list_operations) still call them `aten::linear`.
+int route_dense_layers(torch::jit::Module& module);
+
 /// Whether `module` was frozen with torch.jit.freeze: its submodules and parameters were folded into constants
 /// of a forward without module calls, and the `training` attribute is gone.
 bool looks_frozen(const torch::jit::Module& module);

@@ -519,6 +519,7 @@ class TorchScriptBackend : public ModelBackend {
     if (!options.training) module.eval();
     const auto notes = evaluation_notes(set_evaluation_mode(module, /*rewrite=*/!options.training),
                                         options.training, saved_training);
+    if (options.onednn_linear) route_dense_layers(module);
     if (options.dtype) module.to(*options.dtype);
     // The host makes inputs and taps require grad; parameters never do (no gradients wasted on them).
     for (const auto& p : module.parameters()) p.requires_grad_(false);

@@ -112,14 +112,27 @@ PathPass compute_path_pass(const Model& model, const PathPassSpec& spec, const t
   if (spec.path) pass.quadrature = spec.path->quadrature(spec.steps);
   build_grid(pass.quadrature, pass.t, pass.quad_index);
   const auto grid = static_cast<int64_t>(pass.t.size());
-  const int64_t total = grid * batch;
 
   // Points are α-major: point p is sample p % B at grid position p / B.
   torch::Tensor points;
   torch::Tensor velocity;
+  torch::Tensor all_targets;
+  // Endpoints with one baseline for every input (zeros, the mean): y(x′) and ∂F/∂y(x′) depend on the target
+  // only, so the baseline is computed once per distinct target (K rows instead of B) and its rows are
+  // gathered back to the inputs by `baseline_rows` after the loop.
+  torch::Tensor baseline_rows;
   if (spec.path) {
     points = spec.path->points(inputs, pass.baselines, pass.t);
     if (spec.tangents) velocity = spec.path->velocity(inputs, pass.baselines, pass.t);
+    all_targets = targets.repeat({grid});
+  } else if (!spec.tangents && !spec.input_grads && batch > 1 &&
+             torch::equal(pass.baselines, pass.baselines.narrow(0, 0, 1).expand_as(pass.baselines))) {
+    const auto [classes, inverse] = at::_unique(targets, /*sorted=*/true, /*return_inverse=*/true);
+    baseline_rows = inverse;
+    auto sizes = inputs.sizes().vec();
+    sizes[0] = classes.size(0);
+    points = torch::cat({pass.baselines.narrow(0, 0, 1).expand(sizes), inputs}, 0);
+    all_targets = torch::cat({classes, targets});
   } else {
     // Endpoints only: the baseline, then the input.
     points = torch::cat({pass.baselines, inputs}, 0);
@@ -127,8 +140,9 @@ PathPass compute_path_pass(const Model& model, const PathPassSpec& spec, const t
       const auto diff = inputs - pass.baselines;
       velocity = torch::cat({diff, diff}, 0);
     }
+    all_targets = targets.repeat({grid});
   }
-  const auto all_targets = targets.repeat({grid});
+  const int64_t rows = points.size(0);  // grid × B, or K + B with a shared baseline
 
   auto tapped = model.tapped(spec.layers);
   const std::size_t n_layers = spec.layers.size();
@@ -140,12 +154,12 @@ PathPass compute_path_pass(const Model& model, const PathPassSpec& spec, const t
   const std::int64_t level = dual ? dual->index() : -1;
 
   std::vector<torch::Tensor> act(n_layers), grad(n_layers), tangent(n_layers);
-  pass.f = torch::empty({total}, inputs.options().dtype(store_dtype));
+  pass.f = torch::empty({rows}, inputs.options().dtype(store_dtype));
   if (spec.input_grads) pass.input_grad = torch::empty(points.sizes(), inputs.options().dtype(store_dtype));
 
   torch::AutoGradMode grad_mode(true);
-  for (int64_t start = 0; start < total; start += chunk) {
-    const int64_t len = std::min(chunk, total - start);
+  for (int64_t start = 0; start < rows; start += chunk) {
+    const int64_t len = std::min(chunk, rows - start);
     torch::Tensor x = points.narrow(0, start, len).detach().clone().requires_grad_(true);
 
     // Tangents come from a forward of their own, without autograd: forward-mode AD through a forward that
@@ -178,7 +192,7 @@ PathPass compute_path_pass(const Model& model, const PathPassSpec& spec, const t
       const torch::Tensor y = captured[i].detach();
       if (!act[i].defined()) {
         auto sizes = y.sizes().vec();
-        sizes[0] = total;
+        sizes[0] = rows;
         const auto opts = y.options().dtype(store_dtype);
         act[i] = torch::empty(sizes, opts);
         grad[i] = torch::empty(sizes, opts);
@@ -200,6 +214,17 @@ PathPass compute_path_pass(const Model& model, const PathPassSpec& spec, const t
     }
   }
 
+  if (baseline_rows.defined()) {  // K baseline rows, then B input rows → [2, B] rows
+    const auto classes = rows - batch;
+    const auto expand = [&](const torch::Tensor& t) {
+      return torch::cat({t.narrow(0, 0, classes).index_select(0, baseline_rows), t.narrow(0, classes, batch)});
+    };
+    pass.f = expand(pass.f);
+    for (std::size_t i = 0; i < n_layers; ++i) {
+      act[i] = expand(act[i]);
+      grad[i] = expand(grad[i]);
+    }
+  }
   pass.f = pass.f.view({grid, batch});
   if (spec.input_grads) {
     auto sizes = inputs.sizes().vec();

@@ -206,3 +206,33 @@ TEST(PathMethods, FilterConductanceSumsToTheFiltersTotalConductance) {
   EXPECT_TRUE(torch::allclose(sums.select(1, 0), per_filter.select(1, 1), 1e-10, 1e-10));
   EXPECT_TRUE(torch::allclose(sums.select(1, 1), per_filter.select(1, 3), 1e-10, 1e-10));
 }
+
+// Endpoints with one baseline for all inputs compute it once per distinct target; what they return is what
+// computing it for every input gives (input gradients force that), at α = 0 as at α = 1.
+TEST(PathMethods, SharedBaselineEndpointsEqualTheBaselinePerInput) {
+  auto model = galvani::testing::load_model(mlp());
+  torch::manual_seed(12);
+  const auto x = torch::randn({7, 6}, torch::kDouble);
+  const auto xb = torch::full({7, 6}, 0.3, torch::kDouble);
+  const auto targets = torch::tensor({2, 0, 2, 1, 0, 2, 2}, torch::kLong);
+  galvani::Objective objective;
+  objective.mode = galvani::OutputMode::Probability;  // ∂F/∂y(x′) differs between targets
+  galvani::PathPassSpec spec;
+  spec.layers = {"fc1", "act"};
+  spec.internal_batch = 3;  // the K + B rows cross chunk boundaries
+  const auto shared = galvani::compute_path_pass(*model, spec, x, xb, targets, objective);
+  spec.input_grads = true;
+  const auto per_input = galvani::compute_path_pass(*model, spec, x, xb, targets, objective);
+  ASSERT_EQ(shared.f.sizes(), (std::vector<std::int64_t>{2, 7}));
+  EXPECT_TRUE(torch::allclose(shared.f, per_input.f, 1e-12, 1e-14));
+  for (const auto& layer : spec.layers) {
+    SCOPED_TRACE(layer);
+    const auto& a = shared.layer(layer);
+    const auto& b = per_input.layer(layer);
+    ASSERT_EQ(a.act.sizes(), b.act.sizes());
+    EXPECT_TRUE(torch::allclose(a.act, b.act, 1e-12, 1e-14));
+    EXPECT_TRUE(torch::allclose(a.grad, b.grad, 1e-12, 1e-14));
+  }
+  // The baseline's gradients really differ by target (what one row for all inputs would get wrong).
+  EXPECT_FALSE(torch::allclose(shared.layer("act").grad[0][0], shared.layer("act").grad[0][1]));
+}

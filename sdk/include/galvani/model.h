@@ -158,6 +158,10 @@ struct GALVANI_API ModelOptions {
   /// dropout off and batch normalisation on its running statistics, also where tracing recorded the training
   /// flag as a constant. Training mode makes results differ between runs and between shard sizes.
   bool training = false;
+  /// Run dense layers (aten::linear) through oneDNN on the CPU (galvani::linear, galvani/tap.h): 5–10× faster
+  /// than Debian's reference BLAS at a path chunk's row counts, equal to float32 rounding. False keeps
+  /// aten::linear (bit-for-bit what PyTorch computes on this machine).
+  bool onednn_linear = true;
 };
 
 /// Loads models of one format (TorchScript, ...). `load` is called on the host's thread; the model it returns

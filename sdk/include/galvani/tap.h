@@ -37,6 +37,15 @@ class GALVANI_API TapScope {
 /// The qualified name of the operator, for graph rewriting.
 GALVANI_API const char* tap_operator_name();
 
+/// `galvani::linear(Tensor input, Tensor weight, Tensor? bias=None) -> Tensor`: aten::linear, computed on the
+/// CPU in float32 as oneDNN 1×1 convolutions over blocks of 32 rows. Debian's libtorch sends aten::linear to the
+/// reference BLAS, which is 5–10× slower for the row counts of a path chunk (docs/benchmarks.md); backends put
+/// this operator in place of aten::linear. Other dtypes and devices, and libtorch builds without oneDNN, run
+/// aten::linear itself. Differentiable in both modes (its parts are ATen ops).
+GALVANI_API const char* linear_operator_name();
+GALVANI_API torch::Tensor dense_linear(const torch::Tensor& input, const torch::Tensor& weight,
+                                       const c10::optional<torch::Tensor>& bias);
+
 /// Like TapScope, for the `galvani::op_tap(Tensor out, Tensor?[] args, int slot) -> Tensor` operator that
 /// backends insert after individual operations: the callback gets the op's output and its tensor arguments
 /// (undefined for None) and returns what flows on. Without a scope the operator returns `out`.

@@ -19,6 +19,7 @@ struct ModelConfig {
   OutputMode output = OutputMode::Logit;
   std::optional<torch::ScalarType> dtype;  ///< "float32" / "float64"; nullopt ("model") keeps the model's
   bool training = false;            ///< keep the mode the model was saved in (default: evaluation mode)
+  bool onednn_linear = true;        ///< linear = "onednn" (default) or "aten"
 };
 
 /// What x′ is: zeros, the mean input, or a tensor file ([N, ...], one [...] for all, or [1, ...]).
