@@ -241,8 +241,14 @@ std::vector<std::string> Options::unused() const {
 }
 
 void Options::check_all_used() const {
-  auto bad = unused();
-  if (bad.empty()) return;
+  // This table's own keys first, against its own valid keys; then each sub-table against its own.
+  std::vector<std::string> bad;
+  for (const auto& [key, value] : table_)
+    if (!used_->count(key)) bad.push_back(key_path(key));
+  if (bad.empty()) {
+    for (const auto& child : *children_) child.check_all_used();
+    return;
+  }
   std::ostringstream msg;
   msg << (bad.size() == 1 ? "unknown key " : "unknown keys ");
   for (std::size_t k = 0; k < bad.size(); ++k) msg << (k ? ", " : "") << bad[k];

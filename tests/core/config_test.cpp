@@ -42,7 +42,12 @@ TEST(Config, UnknownKeysAreErrorsWithTheirPath) {
   EXPECT_NE(error_of(std::string(kMinimal) + "[modle]\nx = 1\n").find("modle"), std::string::npos);
   EXPECT_NE(error_of("[model]\npath = \"m.pt\"\ndevise = \"cpu\"\n[data]\ninputs = \"x.pt\"\n").find("model.devise"),
             std::string::npos);
-  EXPECT_NE(error_of(std::string(kMinimal) + "[run]\nthreds = 2\n").find("run.threds"), std::string::npos);
+  const auto run = error_of(std::string(kMinimal) + "[run]\nthreds = 2\n");
+  EXPECT_NE(run.find("unknown key run.threds (valid here: precision, shard_size, threads)"), std::string::npos) << run;
+  // A key of another table (its header lost) is listed against the table it landed in.
+  const auto data = error_of(std::string(kMinimal) + "shard_size = 2\n");
+  EXPECT_NE(data.find("unknown key data.shard_size (valid here: baselines, inputs, limit, target)"), std::string::npos)
+      << data;
 }
 
 TEST(Config, SyntaxErrorsCarryLineAndColumn) {
