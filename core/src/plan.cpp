@@ -64,10 +64,12 @@ PlannedMethod plan_method(const MethodConfig& mc, const Registry& reg, const Mod
   PlannedMethod pm;
   pm.config = mc;
   const auto& path_c = reg.get(ComponentKind::Path, mc.path);
-  pm.path = call_plugin(path_c.plugin, [&] { return std::shared_ptr<PathGenerator>(path_c.path(mc.options)); });
+  pm.path = non_null(path_c.plugin, "the factory of path '" + mc.path + "'",
+                     call_plugin(path_c.plugin, [&] { return std::shared_ptr<PathGenerator>(path_c.path(mc.options)); }));
   const auto& method_c = reg.get(ComponentKind::Method, mc.plugin);
   pm.plugin = method_c.plugin;
-  pm.method = call_plugin(method_c.plugin, [&] { return std::shared_ptr<Method>(method_c.method(mc.options)); });
+  pm.method = non_null(method_c.plugin, "the factory of method '" + mc.plugin + "'",
+                       call_plugin(method_c.plugin, [&] { return std::shared_ptr<Method>(method_c.method(mc.options)); }));
   mc.options.check_all_used();
   pm.needs = call_plugin(pm.plugin, [&] { return pm.method->needs(); });
   if (pm.needs.tangents || pm.needs.input_grads) pm.needs.path = true;
@@ -113,7 +115,8 @@ PlannedEvaluator plan_evaluator(const EvaluatorConfig& ec, const Registry& reg, 
   PlannedEvaluator pe;
   pe.config = ec;
   pe.plugin = c.plugin;
-  pe.evaluator = call_plugin(c.plugin, [&] { return std::shared_ptr<Evaluator>(c.evaluator(ec.options)); });
+  pe.evaluator = non_null(c.plugin, "the factory of evaluator '" + ec.plugin + "'",
+                          call_plugin(c.plugin, [&] { return std::shared_ptr<Evaluator>(c.evaluator(ec.options)); }));
   ec.options.check_all_used();
   check_evaluated_methods(ec, methods);
   call_plugin(c.plugin, [&] {
@@ -279,13 +282,15 @@ Plan make_plan(const RunConfig& config, PluginHost& host, Timings* timings) {
   auto t0 = Clock::now();
   check_device(config.model.device);
   const auto& backend_c = reg.get(ComponentKind::Backend, config.model.backend);
-  auto backend = call_plugin(backend_c.plugin, [&] { return backend_c.backend(); });
+  auto backend = non_null(backend_c.plugin, "the factory of backend '" + config.model.backend + "'",
+                          call_plugin(backend_c.plugin, [&] { return backend_c.backend(); }));
   ModelOptions mo;
   mo.device = config.model.device;
   mo.dtype = config.model.dtype;
   mo.training = config.model.training;
   mo.onednn_linear = config.model.onednn_linear;
-  plan.model = call_plugin(backend_c.plugin, [&] { return backend->load(config.model.path, mo); });
+  plan.model = non_null(backend_c.plugin, "loading the model",
+                        call_plugin(backend_c.plugin, [&] { return backend->load(config.model.path, mo); }));
   t["load model"] += seconds_since(t0);
 
   t0 = Clock::now();

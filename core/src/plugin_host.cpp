@@ -103,20 +103,37 @@ void PluginHost::load_directory(const std::string& dir) {
     records_.push_back(record);
     return;
   }
+  // Without exceptions: an entry that cannot be followed (a symbolic-link loop, a dangling link, no permission)
+  // is recorded with its reason and the rest of the folder still loads.
   std::vector<std::string> files;
-  for (const auto& entry : fs::directory_iterator(dir, ec))
-    if (entry.is_regular_file() && entry.path().extension() == ".so") files.push_back(entry.path().string());
+  fs::directory_iterator it(dir, ec), end;
+  for (; !ec && it != end; it.increment(ec)) {
+    const auto& entry = *it;
+    if (entry.path().extension() != ".so") continue;
+    std::error_code entry_ec;
+    if (entry.is_regular_file(entry_ec)) {
+      files.push_back(entry.path().string());
+    } else if (entry_ec) {
+      PluginRecord record;
+      record.file = entry.path().string();
+      record.error = "cannot be read: " + entry_ec.message();
+      records_.push_back(record);
+    }
+  }
+  if (ec) {
+    PluginRecord record;
+    record.file = dir;
+    record.error = "plugin folder cannot be listed: " + ec.message();
+    records_.push_back(record);
+  }
   std::sort(files.begin(), files.end());
   for (const auto& f : files) load_file(f);
 }
 
 std::vector<std::string> PluginHost::default_directories() {
+  // The built-in plugins first: they keep their names, and a plugin on GALVANI_PLUGIN_PATH that registers a
+  // taken name is refused as a duplicate instead of replacing a built-in.
   std::vector<std::string> dirs;
-  if (const char* env = std::getenv("GALVANI_PLUGIN_PATH")) {
-    std::stringstream in(env);
-    for (std::string d; std::getline(in, d, ':');)
-      if (!d.empty()) dirs.push_back(d);
-  }
   std::error_code ec;
   const fs::path exe_dir = boost::dll::program_location().parent_path().string();
   const fs::path installed = exe_dir / ".." / GALVANI_INSTALL_PLUGIN_DIR;
@@ -127,6 +144,11 @@ std::vector<std::string> PluginHost::default_directories() {
     dirs.push_back(fs::weakly_canonical(installed, ec).string());
   } else if (std::string(GALVANI_BUILD_PLUGIN_DIR).size() && fs::is_directory(GALVANI_BUILD_PLUGIN_DIR, ec)) {
     dirs.push_back(GALVANI_BUILD_PLUGIN_DIR);
+  }
+  if (const char* env = std::getenv("GALVANI_PLUGIN_PATH")) {
+    std::stringstream in(env);
+    for (std::string d; std::getline(in, d, ':');)
+      if (!d.empty()) dirs.push_back(d);
   }
   return dirs;
 }

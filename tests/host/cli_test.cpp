@@ -420,3 +420,32 @@ TEST(Cli, AKilledRunLeavesCompleteResultsBehind) {
   ASSERT_EQ(galvani_cli("run " + dir + "/x.toml --out " + out + " --quiet").status, 0);
   EXPECT_EQ(entries(parent), std::vector<std::string>{"r"}) << "the killed runs' staging folders are removed";
 }
+
+// Broken plugin libraries and unreadable entries on GALVANI_PLUGIN_PATH cost only themselves: the built-in
+// plugins keep their names (a plugin registering a taken one is refused, not put in its place), and a run
+// with them on the path works.
+TEST(Cli, BrokenPluginsOnThePluginPathLeaveRunsWorking) {
+  const auto dir = galvani::testing::temp_dir();
+  galvani::save_tensor(torch::randn({3, 4}), dir + "/x.pt");
+  std::ofstream(dir + "/run.toml") << "[model]\npath = \"" << two_layer_model() << "\"\n[data]\ninputs = \"x.pt\"\n"
+                                   << "[[methods]]\nplugin = \"activation\"\nlayers = [\"hidden\"]\n";
+  fs::create_directories(dir + "/loops");
+  fs::create_symlink(dir + "/loops/b.so", dir + "/loops/a.so");
+  fs::create_symlink(dir + "/loops/a.so", dir + "/loops/b.so");
+  const std::string path = "GALVANI_PLUGIN_PATH=" GALVANI_TEST_BROKEN_PLUGIN_DIR ":" + dir + "/loops ";
+  const auto cmd = [&](const std::string& args) {
+    const std::string full = path + std::string(GALVANI_BINARY_DIR) + "/host/galvani " + args + " 2>&1";
+    FILE* pipe = ::popen(full.c_str(), "r");
+    std::string text;
+    std::array<char, 4096> buf{};
+    while (std::fgets(buf.data(), buf.size(), pipe)) text += buf.data();
+    return Output{WEXITSTATUS(::pclose(pipe)), text};
+  };
+  const auto run = cmd("run " + dir + "/run.toml --out " + dir + "/out --quiet");
+  EXPECT_EQ(run.status, 0) << run.text;
+  EXPECT_TRUE(fs::exists(dir + "/out/attributions/activation/hidden.pt"));
+  const auto listing = cmd("plugins");
+  EXPECT_EQ(listing.status, 1) << listing.text;  // `plugins` exits 1 when it lists refused libraries
+  EXPECT_NE(listing.text.find("Too many levels of symbolic links"), std::string::npos) << listing.text;
+  EXPECT_NE(listing.text.find("galvani_broken_duplicate_name"), std::string::npos) << listing.text;
+}

@@ -23,4 +23,12 @@ auto call_plugin(const std::string& plugin, Fn&& fn) -> decltype(fn()) {
   }
 }
 
+/// `made` itself, or PluginError naming `plugin` when a factory of it returned nothing (a null pointer would
+/// otherwise crash the host at its first use).
+template <typename Ptr>
+Ptr non_null(const std::string& plugin, const std::string& what, Ptr made) {
+  if (!made) throw PluginError(plugin, what + " returned nothing (a null pointer): a bug in the plugin");
+  return made;
+}
+
 }  // namespace galvani::core
