@@ -142,9 +142,14 @@ ShardSchedule size_shards(const RunSettings& run, std::int64_t n, bool cuda) {
   return s;
 }
 
+// Points per input of a pass group: its quadrature's alphas and the two endpoints (only those without a path).
+std::int64_t group_grid(const PassGroup& g) {
+  return g.path ? static_cast<std::int64_t>(g.path->quadrature(g.steps).alphas.size()) + 2 : 2;
+}
+
 // Bytes one shard holds for a pass group's layer data: act and grad (and the tangent) per grid point and input.
 double group_layer_bytes(const Plan& plan, const PassGroup& g) {
-  const std::int64_t grid = g.path ? static_cast<std::int64_t>(g.path->quadrature(g.steps).alphas.size()) + 2 : 2;
+  const std::int64_t grid = group_grid(g);
   double bytes = 0;
   for (const auto& l : g.layers) {
     double numel = 1;
@@ -256,7 +261,7 @@ std::string Plan::describe() const {
   for (const auto& g : groups) {
     out << "shared pass [" << g.key << "] over layers";
     for (const auto& l : g.layers) out << " " << l;
-    const std::int64_t grid = g.path ? static_cast<std::int64_t>(g.path->quadrature(g.steps).alphas.size()) + 2 : 2;
+    const std::int64_t grid = group_grid(g);
     const std::int64_t chunk = g.internal_batch > 0 ? g.internal_batch : default_internal_batch(inputs[0].numel(), inputs.device());
     out << "\n  ~" << grid << " points per input, " << chunk << " points per forward+backward"
         << (g.tangents ? ", with tangents (JVP)" : "") << (g.input_grads ? ", with input gradients" : "")

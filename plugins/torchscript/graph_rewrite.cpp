@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <functional>
 #include <set>
 
 #include "galvani/tap.h"
@@ -411,6 +412,18 @@ bool cut_at_tap(const std::shared_ptr<Graph>& shared, std::int64_t slot) {
   return graph.inputs().size() > 1 && graph.inputs()[1]->hasUses();
 }
 
+// Calls fn(module path, graph) once for every method graph of `module` and its submodules (scripted submodules
+// of one class share their method graphs: each is visited once, with the first path that has it).
+void for_each_method_graph(torch::jit::Module& module,
+                           const std::function<void(const std::string&, const std::shared_ptr<Graph>&)>& fn) {
+  std::set<const Graph*> seen;
+  for (const auto& child : module.named_modules())
+    for (const auto& method : child.value.get_methods()) {
+      const auto graph = torch::jit::toGraphFunction(method.function()).graph();
+      if (seen.insert(graph.get()).second) fn(child.name, graph);
+    }
+}
+
 EvaluationMode set_evaluation_mode(torch::jit::Module& module, bool rewrite) {
   static const std::set<std::string> random = {
       "aten::rand",     "aten::rand_like",   "aten::randn",       "aten::randn_like", "aten::randint",
@@ -418,35 +431,30 @@ EvaluationMode set_evaluation_mode(torch::jit::Module& module, bool rewrite) {
       "aten::normal_",  "aten::uniform_",    "aten::exponential_", "aten::multinomial", "aten::poisson",
       "aten::cauchy_",  "aten::geometric_",  "aten::log_normal_", "aten::random_"};
   EvaluationMode result;
-  std::set<const Graph*> seen;  // scripted submodules of one class share their method graphs
-  for (const auto& child : module.named_modules()) {
-    for (const auto& method : child.value.get_methods()) {
-      const auto graph = torch::jit::toGraphFunction(method.function()).graph();
-      if (!seen.insert(graph.get()).second) continue;
-      for (Node* n : all_nodes(*graph)) {
-        const std::string kind = n->kind().toQualString();
-        if (random.count(kind)) {
-          result.random_ops.push_back(kind + (child.name.empty() ? std::string() : " in " + child.name));
-          continue;
-        }
-        const c10::FunctionSchema* schema = n->kind().is_aten() ? n->maybeSchema() : nullptr;
-        if (!schema) continue;
-        const auto& args = schema->arguments();
-        for (std::size_t i = 0; i < args.size() && i < n->inputs().size(); ++i) {
-          if (args[i].name() != "train" && args[i].name() != "training") continue;
-          const auto value = torch::jit::toIValue(n->input(i));
-          if (!value || !value->isBool() || !value->toBool()) continue;
-          (kind.find("dropout") != std::string::npos      ? result.dropout
-           : kind.find("batch_norm") != std::string::npos ? result.batch_norm
-                                                          : result.other)++;
-          if (rewrite) {
-            torch::jit::WithInsertPoint here(n);
-            n->replaceInput(i, graph->insertConstant(false));
-          }
+  for_each_method_graph(module, [&](const std::string& where, const std::shared_ptr<Graph>& graph) {
+    for (Node* n : all_nodes(*graph)) {
+      const std::string kind = n->kind().toQualString();
+      if (random.count(kind)) {
+        result.random_ops.push_back(kind + (where.empty() ? std::string() : " in " + where));
+        continue;
+      }
+      const c10::FunctionSchema* schema = n->kind().is_aten() ? n->maybeSchema() : nullptr;
+      if (!schema) continue;
+      const auto& args = schema->arguments();
+      for (std::size_t i = 0; i < args.size() && i < n->inputs().size(); ++i) {
+        if (args[i].name() != "train" && args[i].name() != "training") continue;
+        const auto value = torch::jit::toIValue(n->input(i));
+        if (!value || !value->isBool() || !value->toBool()) continue;
+        (kind.find("dropout") != std::string::npos      ? result.dropout
+         : kind.find("batch_norm") != std::string::npos ? result.batch_norm
+                                                        : result.other)++;
+        if (rewrite) {
+          torch::jit::WithInsertPoint here(n);
+          n->replaceInput(i, graph->insertConstant(false));
         }
       }
     }
-  }
+  });
   return result;
 }
 
@@ -454,23 +462,18 @@ int route_dense_layers(torch::jit::Module& module) {
   static const c10::Symbol linear = c10::Symbol::fromQualString("aten::linear");
   static const c10::Symbol dense = c10::Symbol::fromQualString(linear_operator_name());
   int routed = 0;
-  std::set<const Graph*> seen;
-  for (const auto& child : module.named_modules()) {
-    for (const auto& method : child.value.get_methods()) {
-      const auto graph = torch::jit::toGraphFunction(method.function()).graph();
-      if (!seen.insert(graph.get()).second) continue;
-      for (Node* n : all_nodes(*graph)) {
-        if (n->kind() != linear || n->inputs().size() != 3 || n->outputs().size() != 1) continue;
-        Node* d = graph->create(dense, n->inputs(), 1);
-        d->insertBefore(n);
-        d->copyMetadata(n);
-        d->output()->copyMetadata(n->output());
-        n->output()->replaceAllUsesWith(d->output());
-        n->destroy();
-        ++routed;
-      }
+  for_each_method_graph(module, [&](const std::string&, const std::shared_ptr<Graph>& graph) {
+    for (Node* n : all_nodes(*graph)) {
+      if (n->kind() != linear || n->inputs().size() != 3 || n->outputs().size() != 1) continue;
+      Node* d = graph->create(dense, n->inputs(), 1);
+      d->insertBefore(n);
+      d->copyMetadata(n);
+      d->output()->copyMetadata(n->output());
+      n->output()->replaceAllUsesWith(d->output());
+      n->destroy();
+      ++routed;
     }
-  }
+  });
   return routed;
 }
 

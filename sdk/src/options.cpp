@@ -231,10 +231,15 @@ Options Options::table(const std::string& key) const {
   return sub;
 }
 
-std::vector<std::string> Options::unused() const {
+std::vector<std::string> Options::own_unused() const {
   std::vector<std::string> out;
   for (const auto& [key, value] : table_)
     if (!used_->count(key)) out.push_back(key_path(key));
+  return out;
+}
+
+std::vector<std::string> Options::unused() const {
+  std::vector<std::string> out = own_unused();
   for (const auto& child : *children_)
     for (auto& k : child.unused()) out.push_back(std::move(k));
   return out;
@@ -242,9 +247,7 @@ std::vector<std::string> Options::unused() const {
 
 void Options::check_all_used() const {
   // This table's own keys first, against its own valid keys; then each sub-table against its own.
-  std::vector<std::string> bad;
-  for (const auto& [key, value] : table_)
-    if (!used_->count(key)) bad.push_back(key_path(key));
+  const auto bad = own_unused();
   if (bad.empty()) {
     for (const auto& child : *children_) child.check_all_used();
     return;

@@ -84,6 +84,7 @@ class GALVANI_API Options {
 
  private:
   const OptionValue* find(const std::string& key, OptionValue::Kind kind) const;
+  std::vector<std::string> own_unused() const;  // this table's unused keys, without its sub-tables
   [[noreturn]] void type_error(const std::string& key, const char* expected, const OptionValue& got) const;
 
   std::string path_;
