@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Galvani set-up: installs what is missing (Debian packages), builds, then runs the demo or the tests.
-#   ./setup.sh demo   install, build, run the default comparison on the bundled example
+#   ./setup.sh demo   install, build, run the default comparison on the bundled examples (image, text)
 #   ./setup.sh test   install, build, run the whole test suite
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -40,7 +40,9 @@ cmake --build "$build" -j "$jobs"
 case "$mode" in
   demo)
     "$build/host/galvani" run docs/examples/fashion.toml --out runs/fashion
-    echo "open runs/fashion/report.html (or report.md; every number is in summary.json) to read the comparison"
+    "$build/host/galvani" run docs/examples/sentiment.toml --out runs/sentiment
+    echo "open runs/fashion/report.html and runs/sentiment/report.html (or report.md; every number is in"
+    echo "summary.json) to read the comparisons"
     ;;
   test)
     ctest --test-dir "$build" --output-on-failure -j "$jobs" --timeout 1500

@@ -89,7 +89,8 @@ int cmd_layers(const LayersArgs& a) {
   auto model = galvani::core::call_plugin(c.plugin, [&] { return backend->load(a.model, {}); });
   torch::Tensor example;
   if (!a.inputs.empty()) {
-    example = galvani::load_tensor(a.inputs).narrow(0, 0, 1).to(model->dtype());
+    example = galvani::load_tensor(a.inputs).narrow(0, 0, 1);
+    if (example.is_floating_point()) example = example.to(model->dtype());  // token ids stay integers
   } else if (!a.input_shape.empty()) {
     std::vector<std::int64_t> shape{1};
     shape.insert(shape.end(), a.input_shape.begin(), a.input_shape.end());

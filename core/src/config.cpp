@@ -106,6 +106,20 @@ RunConfig build(const OptionValue& root, const std::string& base_dir, const std:
     if (dtype != "model") cfg.model.dtype = dtype == "float64" ? torch::kDouble : torch::kFloat;
     cfg.model.training = m.get_bool("training", false);
     cfg.model.onednn_linear = m.get_choice("linear", "onednn", {"onednn", "aten"}) == "onednn";
+    if (auto e = m.get_raw("output_element")) {
+      if (e->kind == OptionValue::Kind::Int) {
+        if (e->i < 0) throw ConfigError("model.output_element: a position must be ≥ 0, got " + std::to_string(e->i));
+        cfg.model.output_element = std::to_string(e->i);
+      } else if (e->kind == OptionValue::Kind::String) {
+        if (e->s.empty())
+          throw ConfigError("model.output_element: empty; give a position of the forward's tuple (0, 1, …) or a "
+                            "key of its dict (\"logits\")");
+        cfg.model.output_element = e->s;
+      } else {
+        throw ConfigError(std::string("model.output_element: expected a position (0, 1, …) or a dict key, got ") +
+                          e->kind_name() + " " + e->repr());
+      }
+    }
   }
   {
     const Options d = top.table("data");
@@ -115,11 +129,19 @@ RunConfig build(const OptionValue& root, const std::string& base_dir, const std:
     cfg.data.inputs = resolve(base_dir, cfg.data.inputs);
     const auto baselines = d.get_string("baselines", "zeros");
     if (baselines.empty())
-      throw ConfigError("data.baselines: empty; use \"zeros\", \"mean\" or a tensor file");
+      throw ConfigError("data.baselines: empty; use \"zeros\", \"mean\", \"pad:N\" (token ids) or a tensor file");
     if (baselines == "zeros") {
       cfg.data.baselines.kind = BaselineSpec::Kind::Zeros;
     } else if (baselines == "mean") {
       cfg.data.baselines.kind = BaselineSpec::Kind::Mean;
+    } else if (baselines.rfind("pad:", 0) == 0) {
+      const std::string id = baselines.substr(4);
+      if (id.empty() || id.size() > 18 ||
+          !std::all_of(id.begin(), id.end(), [](unsigned char c) { return std::isdigit(c); }))
+        throw ConfigError("data.baselines: \"" + baselines +
+                          "\": after \"pad:\" comes the token id that replaces every input token, e.g. \"pad:0\"");
+      cfg.data.baselines.kind = BaselineSpec::Kind::Token;
+      cfg.data.baselines.token = std::stoll(id);
     } else {
       cfg.data.baselines.kind = BaselineSpec::Kind::File;
       cfg.data.baselines.file = resolve(base_dir, baselines);
@@ -147,6 +169,14 @@ RunConfig build(const OptionValue& root, const std::string& base_dir, const std:
       }
     }
     cfg.data.limit = d.get_int_in("limit", 0, 0, std::numeric_limits<std::int64_t>::max());
+    cfg.data.vocabulary = d.get_string("vocabulary", "");
+    if (d.has("vocabulary") && cfg.data.vocabulary.empty())
+      throw ConfigError("data.vocabulary: empty; name a text file with one token per line (line i is token id i)");
+    if (!cfg.data.vocabulary.empty()) cfg.data.vocabulary = resolve(base_dir, cfg.data.vocabulary);
+    cfg.data.path_layer = d.get_string("path_layer", "");
+    if (d.has("path_layer") && cfg.data.path_layer.empty())
+      throw ConfigError("data.path_layer: empty; name the layer whose output space the paths run in (e.g. "
+                        "\"embedding\"; `galvani layers MODEL` lists them), or remove the key");
   }
   if (auto methods = top.get_raw("methods")) {
     if (methods->kind != OptionValue::Kind::Array)
@@ -217,6 +247,7 @@ std::string BaselineSpec::describe() const {
   switch (kind) {
     case Kind::Zeros: return "zeros";
     case Kind::Mean: return "mean";
+    case Kind::Token: return "pad:" + std::to_string(token);
     case Kind::File: return file;
   }
   return file;

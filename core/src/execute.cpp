@@ -129,6 +129,16 @@ class MethodFailures {
   std::map<std::size_t, std::string> messages_;
 };
 
+// With a path layer that embeds the model's inputs ([N, T] token ids → [N, T, E]), an input-space attribution
+// is also given per token: summed over the embedding dimension, as extra "tokens" [N, T].
+void add_token_sums(const Plan& plan, MethodResult& r) {
+  if (!plan.original_inputs.defined() || r.space != Space::Input || r.extras.count("tokens")) return;
+  const auto token_shape = plan.original_inputs.sizes().slice(1);
+  const auto sample = r.values.sizes().slice(1);
+  if (sample.size() != token_shape.size() + 1 || sample.slice(0, token_shape.size()) != token_shape) return;
+  r.extras["tokens"] = r.values.sum(-1);
+}
+
 // What one shard produced.
 struct ShardResult {
   std::vector<std::vector<Attribution>> per_method;  // indexed like Workload::methods
@@ -246,6 +256,7 @@ RunResult gather(const Workload& w, std::vector<ShardResult>& shards, const std:
       if (deltas.size() == shards.size()) r.delta = torch::cat(deltas);
       for (auto& [key, parts] : extras)
         if (parts.size() == shards.size()) r.extras[key] = torch::cat(parts);
+      add_token_sums(w.plan, r);
       result.results.push_back(std::move(r));
     }
   }
@@ -341,6 +352,7 @@ RunResult execute(const Plan& plan, const ProgressFn& progress) {
     in.objective = plan.objective;
     in.results = result.results;
     in.rerun = rerun;
+    in.input_labels = plan.input_labels;
     try {
       result.evaluations.emplace_back(e.config.name,
                                       call_plugin(e.plugin, [&] { return e.evaluator->evaluate(in); }));

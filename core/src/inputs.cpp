@@ -2,51 +2,124 @@
 
 #include <string>
 
+#include "galvani/core/path_layer.h"
 #include "galvani/tensor_io.h"
 
 namespace galvani::core {
 
-RunInputs load_inputs(const DataConfig& data, const Model& model) {
-  RunInputs r;
+namespace {
+
+// A baselines file, shaped like `inputs` ([N, ...], one sample [...] for all, [1, ...], or more rows than N), in
+// `dtype` (integer files keep their values: token ids); `what` names it for messages.
+torch::Tensor load_baseline_file(const std::string& file, const torch::Tensor& inputs, const torch::Device& device,
+                                 torch::ScalarType dtype) {
+  auto b = load_tensor(file).to(device, dtype);
+  if (b.sizes() == inputs.sizes().slice(1)) b = b.unsqueeze(0);
+  if (b.dim() == inputs.dim() && b.size(0) == 1 && inputs.size(0) != 1)
+    b = b.expand_as(inputs).contiguous();
+  else if (b.dim() == inputs.dim() && b.size(0) > inputs.size(0) && b.sizes().slice(1) == inputs.sizes().slice(1))
+    b = b.narrow(0, 0, inputs.size(0)).contiguous();
+  if (b.sizes() != inputs.sizes())
+    throw ShapeError("data.baselines: '" + file + "' has shape " + shape_string(b.sizes()) + "; expected " +
+                     shape_string(inputs.sizes()) + ", one sample " + shape_string(inputs.sizes().slice(1)) +
+                     ", or [1, ...]");
+  return b.contiguous();
+}
+
+bool is_integer(const torch::Tensor& t) { return !t.is_floating_point() && !t.is_complex() && t.scalar_type() != torch::kBool; }
+
+}  // namespace
+
+torch::Tensor load_input_tensor(const DataConfig& data, const Model& model) {
   auto inputs = load_tensor(data.inputs);
-  if (!inputs.is_floating_point())
-    throw ShapeError("data.inputs: '" + data.inputs + "' holds " + std::string(c10::toString(inputs.scalar_type())) +
-                     " values; inputs must be floating point");
+  const std::string kind = c10::toString(inputs.scalar_type());
+  if (inputs.is_complex() || inputs.scalar_type() == torch::kBool)
+    throw ShapeError("data.inputs: '" + data.inputs + "' holds " + kind +
+                     " values; inputs are floating point, or integer token ids with data.path_layer");
+  if (is_integer(inputs) && data.path_layer.empty())
+    throw ShapeError("data.inputs: '" + data.inputs + "' holds " + kind +
+                     " values (token ids?); integer inputs are never interpolated, so paths must run in the output "
+                     "space of a layer that takes them: set data.path_layer, e.g. path_layer = \"embedding\" "
+                     "(`galvani layers MODEL --inputs FILE` lists the layers)");
   if (inputs.dim() < 2) throw ShapeError("data.inputs: expected a batch [N, ...], got shape " + shape_string(inputs.sizes()));
   if (inputs.size(0) == 0 || inputs.numel() == 0)
     throw ShapeError("data.inputs: '" + data.inputs + "' has shape " + shape_string(inputs.sizes()) +
                      ": no values to attribute; expected a batch [N, ...] with N ≥ 1 and no empty dimension");
   if (data.limit > 0 && data.limit < inputs.size(0)) inputs = inputs.narrow(0, 0, data.limit);
+  if (is_integer(inputs)) return inputs.to(model.device(), torch::kLong).contiguous();
   require_finite(inputs, "data.inputs '" + data.inputs + "'");
-  const auto dtype = model.dtype();
-  r.inputs = inputs.to(model.device(), dtype).contiguous();
+  return inputs.to(model.device(), model.dtype()).contiguous();
+}
 
+RunInputs load_inputs(const DataConfig& data, const Model& model) {
+  RunInputs r;
+  r.inputs = load_input_tensor(data, model);
+  r.baselines = make_baselines(data, r.inputs, model);
+  return r;
+}
+
+torch::Tensor make_baselines(const DataConfig& data, const torch::Tensor& inputs, const Model& model) {
   const auto& spec = data.baselines;
   switch (spec.kind) {
     case BaselineSpec::Kind::Zeros:
-      r.baselines = torch::zeros_like(r.inputs);
-      break;
+      return torch::zeros_like(inputs);
     case BaselineSpec::Kind::Mean:
-      r.baselines = r.inputs.mean(0, true).expand_as(r.inputs).contiguous();
-      break;
+      return inputs.mean(0, true).expand_as(inputs).contiguous();
+    case BaselineSpec::Kind::Token:
+      throw ConfigError("data.baselines: \"" + spec.describe() +
+                        "\" replaces token ids, but these inputs are not token ids (or data.path_layer is not set); "
+                        "use \"zeros\", \"mean\" or a tensor file");
     case BaselineSpec::Kind::File: {
-      auto b = load_tensor(spec.file).to(model.device(), dtype);
-      if (b.sizes() == r.inputs.sizes().slice(1)) b = b.unsqueeze(0);
-      if (b.dim() == r.inputs.dim() && b.size(0) == 1 && r.inputs.size(0) != 1)
-        b = b.expand_as(r.inputs).contiguous();
-      else if (b.dim() == r.inputs.dim() && b.size(0) > r.inputs.size(0) &&
-               b.sizes().slice(1) == r.inputs.sizes().slice(1))
-        b = b.narrow(0, 0, r.inputs.size(0)).contiguous();
-      if (b.sizes() != r.inputs.sizes())
-        throw ShapeError("data.baselines: '" + spec.file + "' has shape " + shape_string(b.sizes()) + "; expected " +
-                         shape_string(r.inputs.sizes()) + ", one sample " + shape_string(r.inputs.sizes().slice(1)) +
-                         ", or [1, ...]");
+      auto b = load_baseline_file(spec.file, inputs, model.device(), model.dtype());
       require_finite(b, "data.baselines '" + spec.file + "'");
-      r.baselines = b;
-      break;
+      return b;
     }
   }
-  return r;
+  return {};
+}
+
+torch::Tensor make_layer_baselines(const DataConfig& data, const torch::Tensor& original, const torch::Tensor& inputs,
+                                   const PathLayerModel& model) {
+  const auto& spec = data.baselines;
+  const auto embed = [&](const torch::Tensor& b) {
+    try {
+      return model.embed(b);
+    } catch (const std::exception& e) {
+      const auto why = diagnose_token_ids(model.original(), model.path_layer(), b);
+      throw ShapeError("data.baselines \"" + spec.describe() + "\": " +
+                       (why.empty() ? std::string("the model cannot embed them: ") + e.what()
+                                    : why.substr(why.find(' ') + 1)));
+    }
+  };
+  switch (spec.kind) {
+    case BaselineSpec::Kind::Zeros:
+    case BaselineSpec::Kind::Mean:
+      return make_baselines(data, inputs, model);  // in the layer's space
+    case BaselineSpec::Kind::Token:
+      if (!is_integer(original))
+        throw ConfigError("data.baselines: \"" + spec.describe() + "\" replaces token ids, but data.inputs holds " +
+                          std::string(c10::toString(original.scalar_type())) + " values");
+      return embed(torch::full_like(original, spec.token));
+    case BaselineSpec::Kind::File: {
+      // Inputs of the model (token ids) when shaped like them, else values in the path layer's space.
+      auto raw = load_tensor(spec.file);
+      const bool like_original = raw.sizes() == original.sizes().slice(1) ||
+                                 (raw.dim() == original.dim() && raw.sizes().slice(1) == original.sizes().slice(1));
+      if (like_original && (is_integer(raw) == is_integer(original))) {
+        auto b = load_baseline_file(spec.file, original, original.device(), original.scalar_type());
+        if (!is_integer(b)) require_finite(b, "data.baselines '" + spec.file + "'");
+        return embed(b);
+      }
+      if (is_integer(raw) && is_integer(original))
+        throw ShapeError("data.baselines: '" + spec.file + "' holds token ids of shape " + shape_string(raw.sizes()) +
+                         "; expected the inputs' shape " + shape_string(original.sizes()) + " or one sample " +
+                         shape_string(original.sizes().slice(1)));
+      auto b = load_baseline_file(spec.file, inputs, model.device(), model.dtype());
+      require_finite(b, "data.baselines '" + spec.file + "'");
+      return b;
+    }
+  }
+  return {};
 }
 
 torch::Tensor resolve_targets(const TargetSpec& target, const torch::Tensor& outputs) {

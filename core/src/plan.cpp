@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "galvani/core/inputs.h"
+#include "galvani/core/path_layer.h"
 #include "galvani/core/plugin_call.h"
 #include "galvani/passes.h"
 #include "galvani/tensor_io.h"
@@ -39,6 +40,64 @@ torch::Tensor forward_chunked(const Model& model, const torch::Tensor& x, std::i
   std::vector<torch::Tensor> outs;
   for (std::int64_t s = 0; s < x.size(0); s += chunk) outs.push_back(model.forward(x.narrow(0, s, std::min(chunk, x.size(0) - s))));
   return torch::cat(outs, 0);
+}
+
+// Why the model failed on the configured inputs, in the user's terms where that can be told: float values fed
+// to an embedding, token ids outside it; else the backend's message.
+std::string explain_input_failure(const Model& model, const DataConfig& data,
+                                  const std::optional<torch::ScalarType>& dtype, const torch::Tensor& inputs,
+                                  const std::string& message) {
+  std::string embedding;
+  for (const auto& l : model.layers())
+    if (l.type == "Embedding" && embedding.empty()) embedding = l.name;
+  if (inputs.is_floating_point() && !embedding.empty())
+    return "data.inputs: '" + data.inputs + "' holds " + std::string(c10::toString(inputs.scalar_type())) +
+           " values, but the model embeds token ids (layer '" + embedding +
+           "' is an Embedding): save the ids as integers (torch.long), and set data.path_layer = \"" + embedding +
+           "\" to run the paths between embeddings. The model said: " + message;
+  if (message.find("must have the same dtype") != std::string::npos ||
+      message.find("expected scalar type") != std::string::npos ||
+      message.find("Expected object of scalar type") != std::string::npos) {
+    if (dtype)
+      return message + "\n[model] dtype = \"" + std::string(*dtype == torch::kDouble ? "float64" : "float32") +
+             "\" converts parameters and buffers, but not the dtypes a traced model recorded as constants (e.g. the "
+             "zero initial state of nn.LSTM): script the model with torch.jit.script, or use dtype = \"model\"";
+  }
+  if (!inputs.is_floating_point() && !data.path_layer.empty()) {
+    try {
+      if (auto why = diagnose_token_ids(model, data.path_layer, inputs); !why.empty()) return why;
+    } catch (const std::exception&) {  // the layer does not exist: the path layer check says so
+    }
+  }
+  return message;
+}
+
+// [data] vocabulary: one token per line, line i for id i. Every id of the inputs must have a line.
+void read_vocabulary(const DataConfig& data, Plan& plan) {
+  if (!plan.original_inputs.defined() || plan.original_inputs.is_floating_point())
+    throw ConfigError("data.vocabulary: names the tokens of integer token-id inputs with data.path_layer; these "
+                      "inputs are not token ids");
+  std::ifstream in(data.vocabulary);
+  if (!in) throw ConfigError("data.vocabulary: cannot read '" + data.vocabulary + "'");
+  for (std::string line; std::getline(in, line);) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    plan.vocabulary.push_back(line);
+  }
+  const auto ids = plan.original_inputs.to(torch::kCPU, torch::kLong).reshape({plan.original_inputs.size(0), -1}).contiguous();
+  const auto high = ids.max().item<std::int64_t>();
+  if (high >= static_cast<std::int64_t>(plan.vocabulary.size()))
+    throw ConfigError("data.vocabulary: '" + data.vocabulary + "' has " + std::to_string(plan.vocabulary.size()) +
+                      " tokens (lines), but data.inputs holds token id " + std::to_string(high) +
+                      ": the vocabulary and the inputs do not belong together");
+  const std::int64_t pad = data.baselines.kind == BaselineSpec::Kind::Token ? data.baselines.token : 0;
+  const auto* p = ids.data_ptr<std::int64_t>();
+  for (std::int64_t i = 0; i < ids.size(0); ++i) {
+    std::int64_t end = ids.size(1);
+    while (end > 0 && p[i * ids.size(1) + end - 1] == pad) --end;  // trailing padding
+    std::string text;
+    for (std::int64_t j = 0; j < end; ++j) text += (j ? " " : "") + plan.vocabulary[p[i * ids.size(1) + j]];
+    plan.input_labels.push_back(text);
+  }
 }
 
 std::vector<std::string> merge_layers(std::vector<std::string> a, const std::vector<std::string>& b) {
@@ -76,8 +135,9 @@ PlannedMethod plan_method(const MethodConfig& mc, const Registry& reg, const Mod
   if (pm.method->needs_layers() && mc.layers.empty())
     throw ConfigError(mc.options.key_path("layers") + ": method '" + mc.name +
                       "' needs at least one layer (`galvani layers " + config.model.path + "` lists them)");
-  for (const auto& l : mc.layers) (void)model.layer(l);  // throws with suggestions
-  if (!mc.layers.empty()) (void)model.tapped(mc.layers);  // validates call sites early
+  // Call sites first (a layer before data.path_layer says so), then each name (suggestions for a misspelt one).
+  if (!mc.layers.empty()) (void)model.tapped(mc.layers);
+  for (const auto& l : mc.layers) (void)model.layer(l);
   MethodPlan check;
   check.model = &model;
   check.layers = mc.layers;
@@ -294,24 +354,52 @@ Plan make_plan(const RunConfig& config, PluginHost& host, Timings* timings) {
   mo.dtype = config.model.dtype;
   mo.training = config.model.training;
   mo.onednn_linear = config.model.onednn_linear;
+  mo.output_element = config.model.output_element;
   plan.model = non_null(backend_c.plugin, "loading the model",
                         call_plugin(backend_c.plugin, [&] { return backend->load(config.model.path, mo); }));
   t["load model"] += seconds_since(t0);
 
   t0 = Clock::now();
-  auto data = load_inputs(config.data, *plan.model);
-  plan.inputs = std::move(data.inputs);
-  plan.baselines = std::move(data.baselines);
+  const auto original = load_input_tensor(config.data, *plan.model);
   plan.objective.mode = config.model.output;
   t["load data"] += seconds_since(t0);
 
   // Probe layer shapes (also checks the model runs on these inputs), then the targets from the outputs.
   t0 = Clock::now();
   try {
-    call_plugin(backend_c.plugin, [&] { plan.model->probe(plan.inputs.narrow(0, 0, 1)); return 0; });
+    call_plugin(backend_c.plugin, [&] { plan.model->probe(original.narrow(0, 0, 1)); return 0; });
   } catch (const PluginError& e) {
-    throw ModelError("the model cannot run on inputs of shape " + shape_string(plan.inputs.sizes()) + ": " + e.what());
+    throw ModelError("the model cannot run on inputs of shape " + shape_string(original.sizes()) + ": " +
+                     explain_input_failure(*plan.model, config.data, config.model.dtype, original, e.what()));
   }
+  if (config.data.path_layer.empty()) {
+    plan.inputs = original;
+    plan.baselines = make_baselines(config.data, plan.inputs, *plan.model);
+  } else {
+    std::shared_ptr<PathLayerModel> wrapped;
+    try {
+      wrapped = PathLayerModel::make(plan.model, config.data.path_layer, original);
+    } catch (const ModelError& e) {
+      const std::string what = e.what();
+      throw ConfigError(what.rfind("data.path_layer", 0) == 0 ? what
+                                                              : "data.path_layer '" + config.data.path_layer + "': " + what);
+    } catch (const std::exception& e) {
+      throw ModelError("the model cannot run on data.inputs: " +
+                       explain_input_failure(*plan.model, config.data, config.model.dtype, original, e.what()));
+    }
+    try {
+      plan.inputs = wrapped->embed(original);
+    } catch (const std::exception& e) {
+      throw ModelError("the model cannot run on data.inputs: " +
+                       explain_input_failure(*plan.model, config.data, config.model.dtype, original, e.what()));
+    }
+    plan.baselines = make_layer_baselines(config.data, original, plan.inputs, *wrapped);
+    plan.original_inputs = original;
+    plan.model = std::move(wrapped);
+  }
+  if (!config.data.vocabulary.empty()) read_vocabulary(config.data, plan);
+  t["load data"] += seconds_since(t0);
+  t0 = Clock::now();
   const auto chunk = std::max<std::int64_t>(64, default_internal_batch(plan.inputs[0].numel()));
   const auto out = forward_chunked(*plan.model, plan.inputs, chunk);
   require_finite(out, "the model's output on data.inputs");

@@ -281,6 +281,67 @@ std::string heatmap_grid_png(const torch::Tensor& images, const std::vector<torc
   return out;
 }
 
+std::string matrix_png(const std::string& title, const torch::Tensor& values, const std::string& row_title,
+                       const std::string& column_title, const std::vector<std::string>& row_labels,
+                       const std::vector<std::string>& column_labels) {
+  const auto t = values.to(torch::kCPU, torch::kDouble).contiguous();
+  if (t.dim() != 2 || t.numel() == 0) return {};
+  const auto rows = t.size(0), cols = t.size(1);
+  const bool show_rows = rows <= 64 && static_cast<std::int64_t>(row_labels.size()) == rows;
+  const bool show_cols = cols <= 48 && static_cast<std::int64_t>(column_labels.size()) == cols;
+  const double cw = std::clamp(960.0 / static_cast<double>(cols), 1.0, 24.0);
+  const double ch = std::clamp(640.0 / static_cast<double>(rows), 1.0, 24.0);
+  const int left = show_rows ? 90 : 40, top = 40, bottom = show_cols ? 160 : 40;
+  const int w = left + static_cast<int>(std::ceil(cw * static_cast<double>(cols))) + 20;
+  const int h = top + static_cast<int>(std::ceil(ch * static_cast<double>(rows))) + bottom;
+  cairo_surface_t* surface = cairo_image_surface_create(CAIRO_FORMAT_RGB24, std::max(w, 360), h);
+  cairo_t* cr = cairo_create(surface);
+  cairo_set_source_rgb(cr, 1, 1, 1);
+  cairo_paint(cr);
+  cairo_set_source_rgb(cr, 0, 0, 0);
+  text(cr, 10, 12, fit(cr, title, 13, std::max(w, 360) - 20), 13, 0, 0, true);
+  const auto fin = t.isfinite();
+  const double scale = std::max(torch::where(fin, t, torch::zeros_like(t)).abs().max().item<double>(), 1e-30);
+  const double* p = t.data_ptr<double>();
+  for (std::int64_t i = 0; i < rows; ++i)
+    for (std::int64_t j = 0; j < cols; ++j) {
+      const double v = p[i * cols + j];
+      double r = 0, g = 0, b = 0;
+      if (std::isfinite(v)) {
+        const double s = std::clamp(v / scale, -1.0, 1.0);
+        r = s >= 0 ? 1 : 1 + s, g = 1 - std::abs(s), b = s <= 0 ? 1 : 1 - s;
+      }
+      cairo_set_source_rgb(cr, r, g, b);
+      cairo_rectangle(cr, left + static_cast<double>(j) * cw, top + static_cast<double>(i) * ch, cw + 0.5, ch + 0.5);
+      cairo_fill(cr);
+    }
+  cairo_set_source_rgb(cr, 0.6, 0.6, 0.6);
+  cairo_set_line_width(cr, 1);
+  cairo_rectangle(cr, left - 0.5, top - 0.5, cw * static_cast<double>(cols) + 1, ch * static_cast<double>(rows) + 1);
+  cairo_stroke(cr);
+  cairo_set_source_rgb(cr, 0, 0, 0);
+  if (show_rows)
+    for (std::int64_t i = 0; i < rows; ++i)
+      text(cr, left - 4, top + (static_cast<double>(i) + 0.5) * ch, fit(cr, row_labels[i], std::min(10.0, ch), left - 8),
+           std::min(10.0, ch), 1, 0.5);
+  if (show_cols)
+    for (std::int64_t j = 0; j < cols; ++j) {  // written downwards, one per column
+      cairo_save(cr);
+      cairo_translate(cr, left + (static_cast<double>(j) + 0.5) * cw, top + ch * static_cast<double>(rows) + 4);
+      cairo_rotate(cr, M_PI / 2);
+      text(cr, 0, 0, fit(cr, column_labels[j], std::min(10.0, cw), bottom - 8), std::min(10.0, cw), 0, 0.5);
+      cairo_restore(cr);
+    }
+  const double caption_y = h - (show_cols ? 8 : 16);
+  text(cr, left, caption_y, column_title + (show_cols ? "" : " (" + std::to_string(cols) + ")") + " across, " + row_title +
+                                (show_rows ? "" : " (" + std::to_string(rows) + ")") + " down",
+       11, 0, 1);
+  cairo_destroy(cr);
+  auto png = png_bytes(surface);
+  cairo_surface_destroy(surface);
+  return png;
+}
+
 #else
 
 bool can_plot() { return false; }
@@ -289,6 +350,11 @@ std::string line_plot_png(const std::string&, const std::string&, const std::str
 }
 std::string heatmap_grid_png(const torch::Tensor&, const std::vector<torch::Tensor>&, const std::vector<std::string>&,
                              int) {
+  return {};
+}
+
+std::string matrix_png(const std::string&, const torch::Tensor&, const std::string&, const std::string&,
+                       const std::vector<std::string>&, const std::vector<std::string>&) {
   return {};
 }
 

@@ -29,4 +29,11 @@ std::string line_plot_png(const std::string& title, const std::string& x_label, 
 std::string heatmap_grid_png(const torch::Tensor& images, const std::vector<torch::Tensor>& maps,
                              const std::vector<std::string>& row_labels, int cell = 84);
 
+/// A matrix [R, C] as a heatmap on the blue–white–red scale symmetric around 0 (scaled by its largest |value|),
+/// with the row and column titles, and the labels where there are few enough to read (≤ 64 rows, ≤ 48
+/// columns); at most 960×640 pixels of cells.
+std::string matrix_png(const std::string& title, const torch::Tensor& values, const std::string& row_title,
+                       const std::string& column_title, const std::vector<std::string>& row_labels,
+                       const std::vector<std::string>& column_labels);
+
 }  // namespace galvani::core

@@ -8,6 +8,7 @@
 #include <map>
 #include <set>
 #include <sstream>
+#include <variant>
 
 #include "galvani/core/report.h"
 #include "galvani/tensor_io.h"
@@ -75,21 +76,29 @@ class Doc {
   /// A table whose first `text_columns` columns are text (left-aligned), the rest numbers (right-aligned).
   void table(const std::vector<std::string>& columns, const std::vector<std::vector<std::string>>& rows,
              std::size_t text_columns = 2) {
+    std::vector<bool> text(columns.size());
+    for (std::size_t i = 0; i < columns.size(); ++i) text[i] = i < text_columns;
+    table(columns, rows, text);
+  }
+  /// A table whose columns flagged in `text` are text (left-aligned), the others numbers (right-aligned).
+  void table(const std::vector<std::string>& columns, const std::vector<std::vector<std::string>>& rows,
+             const std::vector<bool>& text) {
+    const auto is_text = [&](std::size_t i) { return i < text.size() && text[i]; };
     md_ << "|";
     for (const auto& c : columns) md_ << " " << md_cell(c) << " |";
     md_ << "\n|";
-    for (std::size_t i = 0; i < columns.size(); ++i) md_ << (i < text_columns ? "---|" : "---:|");
+    for (std::size_t i = 0; i < columns.size(); ++i) md_ << (is_text(i) ? "---|" : "---:|");
     md_ << "\n";
     html_ << "<table><tr>";
     for (std::size_t i = 0; i < columns.size(); ++i)
-      html_ << "<th" << (i < text_columns ? " class=\"t\"" : "") << ">" << html_escape(columns[i]) << "</th>";
+      html_ << "<th" << (is_text(i) ? " class=\"t\"" : "") << ">" << html_escape(columns[i]) << "</th>";
     html_ << "</tr>\n";
     for (const auto& r : rows) {
       md_ << "|";
       html_ << "<tr>";
       for (std::size_t i = 0; i < r.size(); ++i) {
         md_ << " " << md_cell(r[i]) << " |";
-        html_ << "<td" << (i < text_columns ? " class=\"t\"" : "") << ">" << html_escape(r[i]) << "</td>";
+        html_ << "<td" << (is_text(i) ? " class=\"t\"" : "") << ">" << html_escape(r[i]) << "</td>";
       }
       md_ << "\n";
       html_ << "</tr>\n";
@@ -102,6 +111,26 @@ class Doc {
     html_ << "<figure><img alt=\"" << html_escape(caption) << "\" src=\"data:image/png;base64," << base64(png)
           << "\"><figcaption>" << html_escape(caption) << "</figcaption></figure>\n";
   }
+  /// Tokens with a background colour each: red for positive values, blue for negative, white for 0, scaled by
+  /// `scale` (the largest |value| shown). Markdown gets the tokens with their values.
+  void coloured_text(const std::string& label, const std::vector<std::string>& tokens, const std::vector<double>& values,
+                     double scale) {
+    md_ << "- " << label << ": ";
+    html_ << "<p class=\"tok\"><span class=\"lab\">" << html_escape(label) << "</span> ";
+    for (std::size_t i = 0; i < tokens.size(); ++i) {
+      const double s = scale > 0 ? std::clamp(values[i] / scale, -1.0, 1.0) : 0.0;
+      const int r = static_cast<int>(255 * (s >= 0 ? 1 : 1 + s)), g = static_cast<int>(255 * (1 - std::abs(s))),
+                b = static_cast<int>(255 * (s <= 0 ? 1 : 1 - s));
+      char value[32];
+      std::snprintf(value, sizeof value, "%+.3g", values[i]);
+      md_ << (i ? " " : "") << md_cell(tokens[i]) << "(" << value << ")";
+      html_ << "<span style=\"background:rgb(" << r << "," << g << "," << b << ")\" title=\"" << value << "\">"
+            << html_escape(tokens[i]) << "</span> ";
+    }
+    md_ << "\n";
+    html_ << "</p>\n";
+  }
+  void end_list() { md_ << "\n"; }
   // A '|' would end a markdown cell early.
   static std::string md_cell(const std::string& s) {
     std::string out;
@@ -114,7 +143,9 @@ class Doc {
            "</title>\n<style>body{font-family:'DejaVu Sans',sans-serif;margin:2em;max-width:1200px}"
            "table{border-collapse:collapse;margin-bottom:1.5em;font-size:13px}"
            "th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}.t{text-align:left}"
-           "th{background:#f3f3f3}figure{margin:1em 0}img{max-width:100%}</style></head><body>\n" +
+           "th{background:#f3f3f3}figure{margin:1em 0}img{max-width:100%}"
+           ".tok{font-family:'DejaVu Sans Mono',monospace;margin:0.3em 0}.tok span{padding:1px 2px}"
+           ".tok .lab{color:#666;display:inline-block;min-width:16em}</style></head><body>\n" +
            html_.str() + "</body></html>\n";
   }
 
@@ -135,6 +166,73 @@ torch::Tensor image_map(const MethodResult& r, const torch::Tensor& inputs) {
 }  // namespace
 
 bool report_has_figures() { return can_plot(); }
+
+// An evaluator's tables marked for the report, and its matrices as heatmaps.
+template <typename SavePng>
+void write_evaluator_extras(Doc& doc, const SavePng& save_png, const std::string& name, const Evaluation& ev) {
+  for (const auto& t : ev.tables) {
+    if (!t.report) continue;
+    std::vector<std::vector<std::string>> rows;
+    std::vector<bool> text(t.columns.size(), false);  // a column with any text cell is left-aligned
+    for (const auto& row : t.rows) {
+      for (std::size_t i = 0; i < row.size() && i < text.size(); ++i)
+        if (std::holds_alternative<std::string>(row[i])) text[i] = true;
+      std::vector<std::string> cells;
+      for (const auto& c : row)
+        cells.push_back(std::holds_alternative<std::string>(c) ? std::get<std::string>(c) : fmt(std::get<double>(c)));
+      rows.push_back(std::move(cells));
+    }
+    doc.paragraph(name + ": " + t.name);
+    doc.table(t.columns, rows, text);
+  }
+  for (const auto& m : ev.matrices) {
+    const std::string title = name + ": " + m.name + (m.layer.empty() ? "" : " at " + m.layer) +
+                              (m.method.empty() ? "" : " (" + m.method + ")");
+    save_png(matrix_png(title, m.values.detach().cpu(), m.row_title, m.column_title, m.row_labels, m.column_labels),
+             name + "-" + m.name + "-" + m.layer + "-" + m.method, title);
+  }
+}
+
+// Input-space attributions per token ("tokens" extras of runs with a path layer), as coloured text.
+void write_token_text(Doc& doc, const Plan& plan, const RunResult& result, std::int64_t count) {
+  if (plan.vocabulary.empty() || !plan.original_inputs.defined()) return;
+  const auto ids = plan.original_inputs.to(torch::kCPU, torch::kLong).reshape({plan.original_inputs.size(0), -1});
+  const auto& b = plan.config.data.baselines;
+  const std::int64_t pad = b.kind == BaselineSpec::Kind::Token ? b.token : 0;
+  bool any = false;
+  for (const auto& r : result.results) {
+    const auto it = r.extras.find("tokens");
+    if (it == r.extras.end()) continue;
+    const auto tokens = it->second.detach().to(torch::kCPU, torch::kDouble).reshape({it->second.size(0), -1});
+    const auto n = std::min<std::int64_t>(count, tokens.size(0));
+    if (n <= 0 || tokens.size(1) != ids.size(1)) continue;
+    if (!any) {
+      doc.heading("Token attributions", 2);
+      doc.paragraph("Input-space attributions summed over the embedding dimension, per token of the first " +
+                    std::to_string(n) + " inputs; red positive, blue negative, each sentence scaled by its largest "
+                    "|value| (hover for the value). Trailing padding is left out.");
+      any = true;
+    }
+    doc.paragraph(r.method + (r.layer == "input" ? "" : " at " + r.layer) + ":");
+    for (std::int64_t i = 0; i < n; ++i) {
+      std::int64_t shown = ids.size(1);
+      while (shown > 1 && ids[i][shown - 1].item<std::int64_t>() == pad) --shown;  // trailing padding
+      std::vector<std::string> words;
+      std::vector<double> values;
+      for (std::int64_t j = 0; j < shown; ++j) {
+        const auto id = ids[i][j].item<std::int64_t>();
+        words.push_back(plan.vocabulary.at(static_cast<std::size_t>(id)));
+        values.push_back(tokens[i][j].item<double>());
+      }
+      double scale = 0;
+      for (double v : values) scale = std::max(scale, std::abs(v));
+      const auto target = plan.targets.defined() && i < plan.targets.size(0) ? plan.targets[i].item<std::int64_t>() : -1;
+      doc.coloured_text("input " + std::to_string(i) + (target >= 0 ? " (target " + std::to_string(target) + ")" : ""),
+                        words, values, scale);
+    }
+    doc.end_list();
+  }
+}
 
 void write_report(const Plan& plan, const RunResult& result, const std::string& dir, int heatmap_inputs) {
   Doc doc;
@@ -201,6 +299,7 @@ void write_report(const Plan& plan, const RunResult& result, const std::string& 
     }
     doc.heading("Evaluator: " + name, 2);
     doc.table(columns, rows);
+    write_evaluator_extras(doc, save_png, name, ev);
     // Its curves: one plot per curve name and layer, one line per method.
     std::vector<std::pair<std::string, std::string>> plots_of;
     for (const auto& c : ev.curves) {
@@ -249,6 +348,8 @@ void write_report(const Plan& plan, const RunResult& result, const std::string& 
     save_png(heatmap_grid_png(plan.inputs.narrow(0, 0, n).detach().cpu(), maps, labels), "heatmaps",
              "input-space attributions");
   }
+
+  write_token_text(doc, plan, result, heatmap_inputs);
 
   // Timings: the shared passes, each method's own time (summed over shards), each evaluator.
   // Grouped by kind: methods (slowest first), the shared passes they use, evaluators, the rest, the wall time.

@@ -97,7 +97,13 @@ void write_results(const Plan& plan, const RunResult& result, const std::string&
                       {"training", plan.config.model.training},
                       {"linear", plan.config.model.onednn_linear ? "onednn" : "aten"},
                       {"notes", plan.model->notes()}};
+  if (!plan.config.model.output_element.empty()) summary["model"]["output_element"] = plan.config.model.output_element;
   summary["inputs"] = {{"count", plan.inputs.size(0)}, {"shape", plan.inputs.sizes().vec()}};
+  if (plan.original_inputs.defined()) {  // paths in a layer's space: `shape` is that layer's, this the model's own
+    summary["inputs"]["path_layer"] = plan.config.data.path_layer;
+    summary["inputs"]["model_input_shape"] = plan.original_inputs.sizes().vec();
+    summary["inputs"]["model_input_dtype"] = std::string(c10::toString(plan.original_inputs.scalar_type()));
+  }
   summary["targets"] = vec(plan.targets);
   summary["f_input"] = vec(result.f_input);
   summary["f_baseline"] = vec(result.f_baseline);
@@ -178,7 +184,17 @@ void write_results(const Plan& plan, const RunResult& result, const std::string&
     for (const auto& c : ev.curves)
       curves.push_back({{"method", c.method}, {"layer", c.layer}, {"name", c.name}, {"x_label", c.x_label},
                         {"y_label", c.y_label}, {"x", c.x}, {"y", c.y}});
-    evaluations[name] = {{"metrics", metrics}, {"tables", tables}, {"curves", curves}};
+    json matrices = json::array();
+    for (const auto& m : ev.matrices) {
+      create_folders(folder.string());
+      const auto file = (folder / (safe(m.name + (m.layer.empty() ? "" : "." + m.layer) +
+                                        (m.method.empty() ? "" : "." + m.method)) + ".pt")).string();
+      save_tensor(m.values.detach().cpu(), file);
+      matrices.push_back({{"method", m.method}, {"layer", m.layer}, {"name", m.name}, {"rows", m.row_title},
+                          {"columns", m.column_title}, {"row_labels", m.row_labels},
+                          {"column_labels", m.column_labels}, {"file", fs::relative(file, dir).string()}});
+    }
+    evaluations[name] = {{"metrics", metrics}, {"tables", tables}, {"curves", curves}, {"matrices", matrices}};
   }
   summary["evaluations"] = evaluations;
   json timings = json::object();

@@ -821,10 +821,11 @@ class DeepLift : public Method {
         unused[l] = true;
       }
       // Several references: the mean contribution (DeepSHAP); the delta against the mean output difference.
-      auto per_pair = c.view({n, r, -1});
+      // reshape, not view: a layer's output may be a non-contiguous view (a transpose before a convolution).
+      auto per_pair = c.reshape({n, r, -1});
       auto shape = c.sizes().vec();
       shape[0] = n;
-      values[l].push_back(per_pair.mean(1).view(shape));
+      values[l].push_back(per_pair.mean(1).reshape(shape));
       deltas[l].push_back((per_pair.sum(2) - change).mean(1));
     }
   }

@@ -37,8 +37,11 @@ c10::Symbol tap_symbol() {
 // `forward`, or `forward1`, `forward2`…: tracing a module called several times records one method per call.
 bool is_forward_name(const std::string& name) {
   constexpr std::size_t kLength = 7;
-  return name.rfind("forward", 0) == 0 &&
-         std::all_of(name.begin() + kLength, name.end(), [](char c) { return std::isdigit(static_cast<unsigned char>(c)); });
+  if (name.rfind("forward", 0) != 0) return false;
+  // forward, forward1, … (traced calls) and forward__0, … (scripted overloads, e.g. nn.LSTM's)
+  auto rest = name.begin() + kLength;
+  if (name.compare(kLength, 2, "__") == 0 && name.size() > kLength + 2) rest += 2;
+  return std::all_of(rest, name.end(), [](char c) { return std::isdigit(static_cast<unsigned char>(c)); });
 }
 
 // The module path of a module-typed value, when it is a chain of prim::GetAttr from `self` ("" for self).
@@ -404,11 +407,21 @@ bool cut_at_tap(const std::shared_ptr<Graph>& shared, std::int64_t slot) {
   // In-place ops (ReLU(inplace=True), `out += identity`) make dead-code elimination keep the head: it cannot
   // prove their writes unobserved. Out of place, what only fed the layer is plainly dead.
   torch::jit::RemoveTensorMutation(shared);
+  // Lists built by appending (a scripted `[conv(x) for conv in self.convs]`, unrolled) become one ListConstruct;
+  // an append left over is a side effect that the cut below would delete, emptying the list.
+  torch::jit::RemoveListMutation(shared);
+  static const std::set<std::string> list_mutations = {"aten::append", "aten::insert", "aten::extend",
+                                                       "aten::_set_item", "aten::pop", "aten::clear",
+                                                       "aten::remove", "aten::reverse", "aten::sort"};
+  bool lists_mutated = false;
+  for (Node* n : all_nodes(graph)) lists_mutated |= list_mutations.count(n->kind().toQualString()) > 0;
   // Scripted modules check their input (BatchNorm's `_check_input_dim` raises) and count batches in training
   // mode: side effects that would keep the head alive. The model runs in eval mode on shapes the head made, so
-  // the cut drops them with the rest of the head.
+  // the cut drops them with the rest of the head; unless a list is still mutated, where deleting side effects
+  // would change values (the head is then kept, and the tail reads the input).
   torch::jit::EliminateDeadCode(graph.block(), true,
-                                torch::jit::DCESideEffectPolicy::ALLOW_DELETING_NODES_WITH_SIDE_EFFECTS);
+                                lists_mutated ? torch::jit::DCESideEffectPolicy::DONT_DELETE_NODES_WITH_SIDE_EFFECTS
+                                              : torch::jit::DCESideEffectPolicy::ALLOW_DELETING_NODES_WITH_SIDE_EFFECTS);
   return graph.inputs().size() > 1 && graph.inputs()[1]->hasUses();
 }
 
@@ -475,6 +488,28 @@ int route_dense_layers(torch::jit::Module& module) {
     }
   });
   return routed;
+}
+
+int avoid_fused_kernels(torch::jit::Module& module) {
+  // PyTorch's inference fast paths: one fused kernel for a whole encoder layer or attention block, taken when
+  // nothing requires grad. Their insides (attention, the MLP) then never run as modules, and no backward exists.
+  static const std::set<std::string> fused = {"aten::_transformer_encoder_layer_fwd",
+                                              "aten::_native_multi_head_attention",
+                                              "aten::_transformer_decoder_only_layer_fwd"};
+  int avoided = 0;
+  for_each_method_graph(module, [&](const std::string&, const std::shared_ptr<Graph>& graph) {
+    for (Node* n : all_nodes(*graph)) {
+      if (!fused.count(n->kind().toQualString())) continue;
+      // The innermost `if` holding the call: its condition becomes the constant that takes the other branch.
+      Node* branch = n->owningBlock()->owningNode();
+      if (branch == nullptr || branch->kind() != c10::prim::If) continue;
+      const bool in_then = n->owningBlock() == branch->blocks()[0];
+      torch::jit::WithInsertPoint here(branch);
+      branch->replaceInput(0, graph->insertConstant(!in_then));
+      ++avoided;
+    }
+  });
+  return avoided;
 }
 
 bool looks_frozen(const torch::jit::Module& module) {

@@ -92,6 +92,12 @@ EvaluationMode set_evaluation_mode(torch::jit::Module& module, bool rewrite);
 /// listings (list_operations) still call them `aten::linear`.
 int route_dense_layers(torch::jit::Module& module);
 
+/// Makes every method graph of `module` skip PyTorch's fused inference kernels (nn.TransformerEncoderLayer's and
+/// nn.MultiheadAttention's fast paths, taken when nothing requires grad): the branch that calls one is never
+/// taken, so the layers inside run as modules, can be tapped and differentiated, whatever grad mode a forward
+/// runs in. The unfused path computes the same function. Returns how many calls were routed around.
+int avoid_fused_kernels(torch::jit::Module& module);
+
 /// Whether `module` was frozen with torch.jit.freeze: its submodules and parameters were folded into constants
 /// of a forward without module calls, and the `training` attribute is gone.
 bool looks_frozen(const torch::jit::Module& module);

@@ -28,13 +28,72 @@
 namespace galvani::plugins::torchscript {
 namespace {
 
-/// The model output as the one Tensor [B, C] (or [B]) that attributions explain.
-torch::Tensor output_tensor(const c10::IValue& out) {
-  if (!out.isTensor())
-    throw ModelError("the model returned a " + out.tagKind() +
-                     "; attributions need a model whose forward returns one Tensor [batch, classes]");
-  return out.toTensor();
+/// One element of a forward's result, for messages: its type and, for a Tensor, its shape.
+std::string describe_value(const c10::IValue& v) {
+  if (v.isTensor()) return "Tensor " + shape_string(v.toTensor().sizes());
+  return v.tagKind();
 }
+
+/// Picks the Tensor [B, C] (or [B]) that attributions explain from what the forward returns: the Tensor itself,
+/// or the element `[model] output_element` names of a tuple, a list or a dict (ModelOptions::output_element).
+class OutputSelector {
+ public:
+  explicit OutputSelector(std::string element = "") : element_(std::move(element)) {}
+
+  torch::Tensor operator()(const c10::IValue& out) const {
+    if (out.isTensor()) {
+      if (!element_.empty())
+        throw ModelError("[model] output_element = \"" + element_ +
+                         "\", but the model returns one Tensor, not a tuple or dict: remove the key");
+      return out.toTensor();
+    }
+    std::vector<c10::IValue> elements;
+    if (out.isTuple()) elements = out.toTupleRef().elements().vec();
+    if (out.isList()) elements = out.toListRef().vec();
+    if (out.isTuple() || out.isList()) {
+      std::string listing;
+      for (std::size_t i = 0; i < elements.size(); ++i)
+        listing += (i ? ", " : "") + std::to_string(i) + ": " + describe_value(elements[i]);
+      const std::string what = std::string("the model returns a ") + (out.isTuple() ? "tuple" : "list") + " of " +
+                               std::to_string(elements.size()) + " (" + listing + ")";
+      if (element_.empty())
+        throw ModelError(what + "; set [model] output_element to the position of the Tensor to explain");
+      const bool digits = element_.size() <= 6 && std::all_of(element_.begin(), element_.end(), [](unsigned char c) {
+                            return std::isdigit(c);
+                          });
+      if (!digits || std::stoul(element_) >= elements.size())
+        throw ModelError(what + "; [model] output_element = \"" + element_ + "\" is not one of its positions (0 to " +
+                         std::to_string(elements.size() - 1) + ")");
+      return pick(elements[std::stoul(element_)], what);
+    }
+    if (out.isGenericDict()) {
+      const auto dict = out.toGenericDict();
+      std::string listing;
+      for (const auto& entry : dict)
+        listing += (listing.empty() ? "" : ", ") +
+                   (entry.key().isString() ? "\"" + entry.key().toStringRef() + "\"" : entry.key().tagKind()) + ": " +
+                   describe_value(entry.value());
+      const std::string what = "the model returns a dict {" + listing + "}";
+      if (element_.empty()) throw ModelError(what + "; set [model] output_element to the key of the Tensor to explain");
+      for (const auto& entry : dict)
+        if (entry.key().isString() && entry.key().toStringRef() == element_) return pick(entry.value(), what);
+      throw ModelError(what + "; it has no key \"" + element_ + "\" ([model] output_element)");
+    }
+    throw ModelError("the model returned a " + out.tagKind() +
+                     "; attributions need a forward that returns a Tensor [batch, classes], or a tuple, list or dict "
+                     "of them with [model] output_element naming one");
+  }
+
+ private:
+  torch::Tensor pick(const c10::IValue& v, const std::string& what) const {
+    if (!v.isTensor())
+      throw ModelError(what + "; [model] output_element = \"" + element_ + "\" is a " + v.tagKind() +
+                       ", not a Tensor");
+    return v.toTensor();
+  }
+
+  std::string element_;
+};
 
 /// Tensors made under c10::InferenceMode cannot enter autograd; a copy made here can.
 torch::Tensor autograd_safe(const torch::Tensor& input) { return input.is_inference() ? input.clone() : input; }
@@ -52,9 +111,9 @@ class TorchScriptTappedForward : public TappedForward, public OpTappedForward {
  public:
   TorchScriptTappedForward(torch::jit::Module module, std::shared_ptr<torch::jit::Graph> graph,
                            std::vector<std::string> names, std::map<std::int64_t, std::size_t> slot_to_layer,
-                           std::vector<std::size_t> sites = {})
+                           OutputSelector output, std::vector<std::size_t> sites = {})
       : module_(std::move(module)), names_(std::move(names)), slot_to_layer_(std::move(slot_to_layer)),
-        sites_(std::move(sites)) {
+        sites_(std::move(sites)), output_(std::move(output)) {
     fn_ = std::make_unique<torch::jit::GraphFunction>(c10::QualifiedName("__galvani__.tapped_forward"),
                                                       std::move(graph), nullptr,
                                                       torch::jit::ExecutorExecutionMode::SIMPLE);
@@ -123,7 +182,7 @@ class TorchScriptTappedForward : public TappedForward, public OpTappedForward {
         throw ModelError("layer '" + names_[i] + "' ran " + std::to_string(fired[i]) +
                          " times in one forward (it is called inside a loop); taps need one output per layer");
     }
-    return output_tensor(out);
+    return output_(out);
   }
 
  private:
@@ -131,6 +190,7 @@ class TorchScriptTappedForward : public TappedForward, public OpTappedForward {
   std::vector<std::string> names_;
   std::map<std::int64_t, std::size_t> slot_to_layer_;
   std::vector<std::size_t> sites_;
+  OutputSelector output_;
   std::unique_ptr<torch::jit::GraphFunction> fn_;
 };
 
@@ -138,9 +198,9 @@ class TorchScriptTappedForward : public TappedForward, public OpTappedForward {
 class TorchScriptTail : public TailForward {
  public:
   TorchScriptTail(torch::jit::Module module, std::shared_ptr<torch::jit::Graph> graph, std::string layer,
-                  bool needs_input, std::vector<c10::IValue> defaults)
+                  bool needs_input, std::vector<c10::IValue> defaults, OutputSelector output)
       : module_(std::move(module)), layer_(std::move(layer)), needs_input_(needs_input),
-        defaults_(std::move(defaults)) {
+        defaults_(std::move(defaults)), output_(std::move(output)) {
     fn_ = std::make_unique<torch::jit::GraphFunction>(c10::QualifiedName("__galvani__.tail"), std::move(graph),
                                                       nullptr, torch::jit::ExecutorExecutionMode::SIMPLE);
   }
@@ -159,7 +219,7 @@ class TorchScriptTail : public TailForward {
     std::vector<c10::IValue> stack{module_._ivalue(), needs_input_ ? autograd_safe(input) : activation};
     stack.insert(stack.end(), defaults_.begin(), defaults_.end());
     stack.emplace_back(autograd_safe(activation));
-    return output_tensor(fn_->operator()(std::move(stack)));
+    return output_(fn_->operator()(std::move(stack)));
   }
 
  private:
@@ -167,13 +227,16 @@ class TorchScriptTail : public TailForward {
   std::string layer_;
   bool needs_input_;
   std::vector<c10::IValue> defaults_;  // forward arguments after the input, at their defaults
+  OutputSelector output_;
   std::unique_ptr<torch::jit::GraphFunction> fn_;
 };
 
 class TorchScriptModel : public Model {
  public:
-  TorchScriptModel(torch::jit::Module module, std::string path, torch::Device device, torch::ScalarType dtype)
-      : module_(std::move(module)), path_(std::move(path)), device_(device), dtype_(dtype) {
+  TorchScriptModel(torch::jit::Module module, std::string path, torch::Device device, torch::ScalarType dtype,
+                   OutputSelector output)
+      : module_(std::move(module)), path_(std::move(path)), output_(std::move(output)), device_(device),
+        dtype_(dtype) {
     const TappedGraph all = insert_taps(module_, std::nullopt);
     std::map<std::string, int> counts;
     for (const auto& s : all.sites) ++counts[s.path];
@@ -256,7 +319,7 @@ class TorchScriptModel : public Model {
       const auto fresh = at::normal(mean, sd, original.sizes(), generator, torch::TensorOptions().dtype(torch::kDouble));
       p.value.copy_(fresh.to(p.value.options()));
     }
-    auto model = std::make_shared<TorchScriptModel>(copy, path_, device_, dtype_);
+    auto model = std::make_shared<TorchScriptModel>(copy, path_, device_, dtype_, output_);
     model->notes_ = notes_;
     std::lock_guard<std::mutex> lock(mutex_);
     model->layers_ = layers_;  // same layers and shapes
@@ -265,7 +328,7 @@ class TorchScriptModel : public Model {
 
   torch::Tensor forward(const torch::Tensor& input) const override {
     torch::jit::Module module = module_;  // a handle: Module::forward is not const
-    return output_tensor(module.forward({autograd_safe(input)}));
+    return output_(module.forward({autograd_safe(input)}));
   }
 
   std::shared_ptr<const TappedForward> tapped(const std::vector<std::string>& names) const override {
@@ -299,7 +362,8 @@ class TorchScriptModel : public Model {
                          "' besides the input; attributions need forward(input)");
       defaults.push_back(*schema.arguments()[i].default_value());
     }
-    auto made = std::make_shared<TorchScriptTail>(module_, rewritten.graph, name, needs_input, std::move(defaults));
+    auto made =
+        std::make_shared<TorchScriptTail>(module_, rewritten.graph, name, needs_input, std::move(defaults), output_);
     build.unlock();
     std::lock_guard<std::mutex> lock(mutex_);
     return tails_.emplace(name, std::move(made)).first->second;
@@ -331,7 +395,7 @@ class TorchScriptModel : public Model {
     insert_op_taps(g, chosen);
     auto slot_to_layer = keep_layer_taps(g.tapped, wanted);
     auto made = std::make_shared<TorchScriptTappedForward>(module_, g.tapped.graph, names, std::move(slot_to_layer),
-                                                           sites);
+                                                           output_, sites);
     build.unlock();
     std::lock_guard<std::mutex> lock(mutex_);
     return op_cache_.emplace(key, std::move(made)).first->second;
@@ -353,7 +417,8 @@ class TorchScriptModel : public Model {
     // Only the calls on the way to the requested layers are inlined; the rest stay calls, as in the model.
     TappedGraph rewritten = insert_taps(module_, paths, through);
     auto slot_to_layer = keep_layer_taps(rewritten, wanted);
-    return std::make_shared<TorchScriptTappedForward>(module_, rewritten.graph, names, std::move(slot_to_layer));
+    return std::make_shared<TorchScriptTappedForward>(module_, rewritten.graph, names, std::move(slot_to_layer),
+                                                      output_);
   }
 
   /// The fully inlined graph with its op sites, listed once. Call with build_mutex_ held.
@@ -439,6 +504,7 @@ class TorchScriptModel : public Model {
 
   torch::jit::Module module_;
   std::string path_;
+  OutputSelector output_;           // the element of the forward's result that is explained
   std::vector<std::string> notes_;  // what loading found or changed (evaluation mode, random ops)
   torch::Device device_;
   torch::ScalarType dtype_;
@@ -520,11 +586,13 @@ class TorchScriptBackend : public ModelBackend {
     const auto notes = evaluation_notes(set_evaluation_mode(module, /*rewrite=*/!options.training),
                                         options.training, saved_training);
     if (options.onednn_linear) route_dense_layers(module);
+    avoid_fused_kernels(module);
     if (options.dtype) module.to(*options.dtype);
     // The host makes inputs and taps require grad; parameters never do (no gradients wasted on them).
     for (const auto& p : module.parameters()) p.requires_grad_(false);
     const torch::ScalarType dtype = options.dtype.value_or(parameter_dtype(module));
-    auto model = std::make_shared<TorchScriptModel>(std::move(module), path, options.device, dtype);
+    auto model = std::make_shared<TorchScriptModel>(std::move(module), path, options.device, dtype,
+                                                    OutputSelector(options.output_element));
     model->set_notes(notes);
     return model;
   }

@@ -6,6 +6,7 @@
 #include "test_support.h"
 
 using galvani::testing::run_config;
+using galvani::testing::run_error;
 using galvani::testing::save_script_model;
 using galvani::testing::save_temp_tensor;
 
@@ -16,15 +17,6 @@ const std::string& linear_model() {
       "lin", {{"hidden", "def forward(self, x):\n  return x * 2.0\n"}},
       "def forward(self, x):\n  return self.hidden.forward(x).sum(1, keepdim=True)\n");
   return path;
-}
-
-std::string run_error(const std::string& toml) {
-  try {
-    run_config(toml);
-  } catch (const galvani::Error& e) {
-    return e.what();
-  }
-  return "(no error)";
 }
 
 std::string config(const std::string& model, const std::string& inputs, const std::string& methods,

@@ -46,7 +46,7 @@ TEST(Config, UnknownKeysAreErrorsWithTheirPath) {
   EXPECT_NE(run.find("unknown key run.threds (valid here: precision, shard_size, threads)"), std::string::npos) << run;
   // A key of another table (its header lost) is listed against the table it landed in.
   const auto data = error_of(std::string(kMinimal) + "shard_size = 2\n");
-  EXPECT_NE(data.find("unknown key data.shard_size (valid here: baselines, inputs, limit, target)"), std::string::npos)
+  EXPECT_NE(data.find("unknown key data.shard_size (valid here: baselines, inputs, limit, path_layer, target, vocabulary)"), std::string::npos)
       << data;
 }
 

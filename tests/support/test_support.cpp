@@ -116,6 +116,15 @@ const MethodResult& Run::get(const std::string& method, const std::string& layer
   throw std::runtime_error("no result for method '" + method + "' at layer '" + layer + "'");
 }
 
+std::string run_error(const std::string& toml) {
+  try {
+    run_config(toml);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
 Run run_config(const std::string& toml, const std::string& base_dir) {
   auto cfg = core::parse_config_string(toml, base_dir);
   core::Timings planning;

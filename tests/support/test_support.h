@@ -60,6 +60,9 @@ struct Run {
 /// Parses `toml` (relative paths resolve against `base_dir`), plans and executes it with the in-tree plugins.
 Run run_config(const std::string& toml, const std::string& base_dir = ".");
 
+/// The message of the galvani::Error that run_config(toml) throws, or "(no error)".
+std::string run_error(const std::string& toml);
+
 /// Saves a tensor into the temporary folder and returns its path.
 std::string save_temp_tensor(const torch::Tensor& t, const std::string& name);
 

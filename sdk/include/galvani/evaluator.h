@@ -40,6 +40,9 @@ struct GALVANI_API EvaluationInput {
   std::function<std::vector<MethodResult>(const std::string& method, std::shared_ptr<Model> model,
                                           std::int64_t count)>
       rerun;
+  /// A short text per input for tables, e.g. the sentence its token ids spell ([data] vocabulary); empty when the
+  /// run has none.
+  std::vector<std::string> input_labels;
 };
 
 /// A named number, for one method/layer pair (either may be empty for run-wide metrics).
@@ -56,6 +59,19 @@ struct GALVANI_API Table {
   std::string name;
   std::vector<std::string> columns;
   std::vector<std::vector<Cell>> rows;
+  /// Also shown in the report, not only written as CSV (keep such tables to a few dozen rows).
+  bool report = false;
+};
+
+/// A matrix drawn in the report as a heatmap (blue negative, white 0, red positive, scaled by its largest |value|)
+/// and written as a tensor file: e.g. units × inputs.
+struct GALVANI_API Matrix {
+  std::string method;
+  std::string layer;
+  std::string name;
+  std::string row_title, column_title;                 ///< what rows and columns are ("filter", "sentence")
+  std::vector<std::string> row_labels, column_labels;  ///< one per row / column (may be empty)
+  torch::Tensor values;                                ///< [rows, columns], on the CPU
 };
 
 /// One line of a plot in the report: y against x for one method/layer pair. Curves of one evaluator with the
@@ -72,6 +88,7 @@ struct GALVANI_API Evaluation {
   std::vector<Metric> metrics;
   std::vector<Table> tables;
   std::vector<Curve> curves;
+  std::vector<Matrix> matrices;
 };
 
 /// A configured evaluator: constructed once per `[[evaluators]]` entry from its Options, then `evaluate` is

@@ -162,6 +162,10 @@ struct GALVANI_API ModelOptions {
   /// than Debian's reference BLAS at a path chunk's row counts, equal to float32 rounding. False keeps
   /// aten::linear (bit-for-bit what PyTorch computes on this machine).
   bool onednn_linear = true;
+  /// Which part of what `forward` returns is explained, for models that return a tuple, a list or a dict: a
+  /// position ("0", "1", …) or a dict key ("logits"). Empty: the forward must return one Tensor. A backend
+  /// refuses a wrong choice with what the model returns (positions or keys, each with its type and shape).
+  std::string output_element;
 };
 
 /// Loads models of one format (TorchScript, ...). `load` is called on the host's thread; the model it returns

@@ -23,7 +23,7 @@ namespace galvani {
 
 /// Bumped whenever PluginInfo, Registrar or an interface changes incompatibly. A macro so that the build
 /// fingerprint can spell it; kPluginAbiVersion is the same number.
-#define GALVANI_PLUGIN_ABI 5
+#define GALVANI_PLUGIN_ABI 6
 inline constexpr std::uint32_t kPluginAbiVersion = GALVANI_PLUGIN_ABI;
 
 #define GALVANI_STR_(x) #x

@@ -20,14 +20,20 @@ struct ModelConfig {
   std::optional<torch::ScalarType> dtype;  ///< "float32" / "float64"; nullopt ("model") keeps the model's
   bool training = false;            ///< keep the mode the model was saved in (default: evaluation mode)
   bool onednn_linear = true;        ///< linear = "onednn" (default) or "aten"
+  /// output_element: the position ("0") or dict key ("logits") of the Tensor to explain when the forward returns
+  /// a tuple, list or dict; empty when it returns one Tensor.
+  std::string output_element;
 };
 
-/// What x′ is: zeros, the mean input, or a tensor file ([N, ...], one [...] for all, or [1, ...]).
+/// What x′ is: zeros, the mean input, every input value replaced by one token id ("pad:N", for token-id inputs
+/// with a path layer), or a tensor file ([N, ...], one [...] for all, or [1, ...]). With data.path_layer, zeros and
+/// mean are taken in that layer's space, and pad:N and files are inputs whose layer output is the baseline.
 struct BaselineSpec {
-  enum class Kind { Zeros, Mean, File };
+  enum class Kind { Zeros, Mean, Token, File };
   Kind kind = Kind::Zeros;
+  std::int64_t token = 0;           ///< Kind::Token
   std::string file;                 ///< Kind::File: resolved against the config file's folder
-  /// As the config says it: "zeros", "mean" or the file.
+  /// As the config says it: "zeros", "mean", "pad:N" or the file.
   std::string describe() const;
 };
 
@@ -46,6 +52,11 @@ struct DataConfig {
   BaselineSpec baselines;
   TargetSpec target;
   std::int64_t limit = 0;           ///< use the first `limit` inputs (0 = all)
+  /// path_layer: paths run in this layer's output space (token-id models: the embedding). Empty: in the input's.
+  std::string path_layer;
+  /// vocabulary: a text file, one token per line (line i is token id i), for labels and coloured text in the
+  /// report; resolved against the config file's folder. Empty: none.
+  std::string vocabulary;
 };
 
 /// One `[[methods]]` entry. The keys below are read by the host; the rest belong to the path and method.

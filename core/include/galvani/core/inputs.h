@@ -15,9 +15,24 @@ struct RunInputs {
   torch::Tensor targets;    ///< [N] int64
 };
 
+class PathLayerModel;
+
 /// Loads `data.inputs` (limited to `data.limit`) and the baselines, in the model's dtype on its device. Throws
 /// ShapeError / ConfigError naming the key and the file for a wrong dtype, shape or non-finite value.
 RunInputs load_inputs(const DataConfig& data, const Model& model);
+
+/// Loads `data.inputs` (limited to `data.limit`) on the model's device: floating point in the model's dtype, or
+/// integer token ids as int64 (only with data.path_layer: integer inputs are never interpolated).
+torch::Tensor load_input_tensor(const DataConfig& data, const Model& model);
+
+/// The baselines for floating-point `inputs` in the model's space: zeros, the mean input, or a file.
+torch::Tensor make_baselines(const DataConfig& data, const torch::Tensor& inputs, const Model& model);
+
+/// The baselines in the space of a path layer, given the model's own inputs `original` (token ids) and their
+/// layer outputs `inputs`: zeros and mean in the layer's space; "pad:N" and files shaped like the inputs are
+/// inputs of the model, embedded; other files are values in the layer's space.
+torch::Tensor make_layer_baselines(const DataConfig& data, const torch::Tensor& original, const torch::Tensor& inputs,
+                                   const PathLayerModel& model);
 
 /// Resolves `data.target` into per-input classes [N] on the model's device, given the model's outputs on the
 /// inputs ([N, C] or [N]): the predicted class, one class for all, or a file of classes, each checked to be in

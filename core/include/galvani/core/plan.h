@@ -63,6 +63,12 @@ struct Plan {
   RunConfig config;
   std::shared_ptr<Model> model;
   torch::Tensor inputs, baselines, targets;  ///< on the model's device
+  /// With data.path_layer: the model's own inputs (token ids) whose path-layer outputs are `inputs`; `model` is
+  /// then a PathLayerModel. Undefined otherwise.
+  torch::Tensor original_inputs;
+  /// [data] vocabulary: token id → text (empty without one), and per input the text its ids spell, trailing
+  /// padding left out (for evaluator tables and the report).
+  std::vector<std::string> vocabulary, input_labels;
   Objective objective;
   std::vector<PlannedMethod> methods;
   std::vector<PassGroup> groups;             ///< shared passes over `methods`
