@@ -131,11 +131,16 @@ class MethodFailures {
 
 // With a path layer that embeds the model's inputs ([N, T] token ids → [N, T, E]), an input-space attribution
 // is also given per token: summed over the embedding dimension, as extra "tokens" [N, T].
-void add_token_sums(const Plan& plan, MethodResult& r) {
-  if (!plan.original_inputs.defined() || r.space != Space::Input || r.extras.count("tokens")) return;
+bool embeds_tokens(const Plan& plan) {
+  if (!plan.original_inputs.defined() || plan.original_inputs.is_floating_point()) return false;
   const auto token_shape = plan.original_inputs.sizes().slice(1);
-  const auto sample = r.values.sizes().slice(1);
-  if (sample.size() != token_shape.size() + 1 || sample.slice(0, token_shape.size()) != token_shape) return;
+  const auto sample = plan.inputs.sizes().slice(1);
+  return sample.size() == token_shape.size() + 1 && sample.slice(0, token_shape.size()) == token_shape;
+}
+
+void add_token_sums(const Plan& plan, MethodResult& r) {
+  if (!embeds_tokens(plan) || r.space != Space::Input || r.extras.count("tokens")) return;
+  if (r.values.sizes().slice(1) != plan.inputs.sizes().slice(1)) return;
   r.extras["tokens"] = r.values.sum(-1);
 }
 
@@ -353,6 +358,7 @@ RunResult execute(const Plan& plan, const ProgressFn& progress) {
     in.results = result.results;
     in.rerun = rerun;
     in.input_labels = plan.input_labels;
+    in.tokens = embeds_tokens(plan);
     try {
       result.evaluations.emplace_back(e.config.name,
                                       call_plugin(e.plugin, [&] { return e.evaluator->evaluate(in); }));

@@ -215,6 +215,13 @@ std::string system_error(const std::string& what) { return what + ": " + std::st
 
 }  // namespace
 
+namespace {
+// What a run keeps beside its results folder FOLDER: `.FOLDER.<what>` (the lock, staging, earlier results).
+std::string beside(const fs::path& folder, const std::string& what) {
+  return (folder.parent_path() / ("." + folder.filename().string() + "." + what)).string();
+}
+}  // namespace
+
 ResultsFolder::ResultsFolder(const std::string& dir) {
   std::error_code ec;
   fs::path path = fs::absolute(dir, ec).lexically_normal();
@@ -227,14 +234,13 @@ ResultsFolder::ResultsFolder(const std::string& dir) {
     throw IoError("'" + dir + "' cannot be a results folder: galvani replaces its results folder as a whole; "
                   "choose a new or empty folder (--out)");
   const fs::path parent = path.parent_path();
-  const std::string name = path.filename().string();
   try {
     create_folders(parent.string());
   } catch (const IoError& e) {
     throw IoError("cannot create the results folder '" + dir + "': " + e.what());
   }
   dir_ = path.string();
-  lock_path_ = (parent / ("." + name + ".lock")).string();
+  lock_path_ = beside(path, "lock");
 
   // The lock: a file beside the folder, flock'ed. The holder removes it when done; a run that opened the old
   // file meanwhile finds it gone from the folder and takes the new one.
@@ -267,9 +273,8 @@ ResultsFolder::ResultsFolder(const std::string& dir) {
         ::ftruncate(lock_fd_, 0) == 0 && ::pwrite(lock_fd_, pid.data(), pid.size(), 0) == static_cast<ssize_t>(pid.size());
     // What a killed run left: its staging folder, or earlier results it had not removed yet.
     for (const auto& e : fs::directory_iterator(parent, ec)) {
-      const auto entry = e.path().filename().string();
-      if (entry.rfind("." + name + ".staging-", 0) == 0 || entry.rfind("." + name + ".old-", 0) == 0)
-        fs::remove_all(e.path(), ec);
+      for (const char* left : {"staging-", "old-"})
+        if (e.path().string().rfind(beside(path, left), 0) == 0) fs::remove_all(e.path(), ec);
     }
     if (fs::exists(path, ec)) {
       if (!fs::is_directory(path, ec))
@@ -278,7 +283,7 @@ ResultsFolder::ResultsFolder(const std::string& dir) {
         throw IoError("'" + dir_ + "' holds files that are not a galvani run's results (it has no summary.json); "
                       "galvani replaces its results folder as a whole, so choose a new or empty folder (--out)");
     }
-    staging_ = (parent / ("." + name + ".staging-" + pid)).string();
+    staging_ = beside(path, "staging-" + pid);
     create_folders(staging_);
   } catch (...) {
     ::unlink(lock_path_.c_str());
@@ -304,9 +309,7 @@ void ResultsFolder::publish() {
   } else if (errno == EINVAL || errno == ENOSYS || errno == ENOTSUP) {
     // A file system without atomic exchange: the earlier results step aside first (a run killed between the
     // two renames leaves them beside the folder, removed by the next claim).
-    const auto old = (fs::path(dir_).parent_path() / ("." + fs::path(dir_).filename().string() + ".old-" +
-                                                      std::to_string(::getpid())))
-                         .string();
+    const auto old = beside(dir_, "old-" + std::to_string(::getpid()));
     if (std::rename(dir_.c_str(), old.c_str()) != 0 || std::rename(staging_.c_str(), dir_.c_str()) != 0)
       throw IoError(system_error("cannot move the results into '" + dir_ + "'"));
     fs::remove_all(old, ec);

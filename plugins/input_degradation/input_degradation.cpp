@@ -21,15 +21,32 @@ class InputDegradation : public Evaluator {
         max_fraction_(o.get_double_in("max_fraction", 1.0, 0.0, 1.0)),
         replacement_(o.get_choice("replacement", "baseline", {"baseline", "zero", "mean"})),
         reduce_(o.get_choice("reduce", "sum", {"sum", "max-abs"})), batch_(o.get_int_in("batch", 256, 1, 1 << 20)),
-        seed_(o.get_int("seed", 0)) {}
+        seed_(o.get_int("seed", 0)),
+        features_(o.get_choice("features", "auto", {"auto", "positions", "tokens", "elements"})) {}
+
+  void validate(const EvaluatorPlan& plan) const override {
+    if ((features_ == "positions" || features_ == "tokens") && plan.input_shape.size() < 2)
+      throw ConfigError("input-degradation: features = \"" + features_ + "\" groups the values of a position or token, "
+                        "which needs inputs [N, C, ...] or [N, T, E]; one input here is " +
+                        shape_string(plan.input_shape));
+  }
 
   Evaluation evaluate(const EvaluationInput& in) const override {
     Evaluation e;
     const auto& x = in.inputs;
     const auto n = x.size(0);
-    // Features are positions: every channel of a position is removed together when inputs are [N, C, ...].
-    const bool channels = x.dim() >= 3;
-    const auto positions = channels ? x[0][0].numel() : x[0].numel();
+    // What one feature is: a position with all its channels ([N, C, ...] inputs), a token with all its embedding
+    // values (embeddings of token ids, [N, T, E]), or one element. "auto": tokens for token-id inputs, else
+    // positions for inputs with channels, else elements.
+    const Grouping group = features_ == "tokens"                         ? Grouping::Tokens
+                           : features_ == "positions"                    ? Grouping::Channels
+                           : features_ == "elements"                     ? Grouping::Elements
+                           : in.tokens                                   ? Grouping::Tokens
+                           : x.dim() >= 3                                ? Grouping::Channels
+                                                                         : Grouping::Elements;
+    const auto positions = group == Grouping::Channels ? x[0][0].numel()
+                           : group == Grouping::Tokens ? x[0].numel() / x.size(-1)
+                                                       : x[0].numel();
     const auto replacement = replacement_ == "baseline" ? in.baselines
                              : replacement_ == "zero"   ? torch::zeros_like(x)
                                                         : x.reshape({n, -1}).mean(1).view(shape_for(x)).expand_as(x);
@@ -47,7 +64,7 @@ class InputDegradation : public Evaluator {
                                                         static_cast<std::uint64_t>(i));
       random_rank[i] = ranks(torch::randperm(positions, g, torch::kLong));
     }
-    const auto random_curve = curve(in, x, replacement, random_rank, counts, f0);
+    const auto random_curve = curve(in, x, replacement, random_rank, counts, f0, group);
 
     Table skipped;
     skipped.name = "skipped";
@@ -63,14 +80,16 @@ class InputDegradation : public Evaluator {
         continue;
       }
       auto relevance = r.values.detach().to(torch::kDouble).cpu();
-      if (channels) relevance = reduce_ == "sum" ? relevance.sum(1) : relevance.abs().amax(1);
+      const std::int64_t grouped = group == Grouping::Channels ? 1 : group == Grouping::Tokens ? -1 : 0;
+      if (group != Grouping::Elements)
+        relevance = reduce_ == "sum" ? relevance.sum(grouped) : relevance.abs().amax(grouped);
       relevance = relevance.reshape({n, positions});
       // Stable sorts: ties keep position order, so the result does not depend on the sort's implementation.
       const auto morf = std::get<1>(relevance.sort(/*stable=*/true, 1, /*descending=*/true));
       const auto lerf = std::get<1>(relevance.sort(/*stable=*/true, 1, /*descending=*/false));
       std::vector<std::pair<std::string, std::vector<double>>> curves{
-          {"MoRF", curve(in, x, replacement, ranks(morf), counts, f0)},
-          {"LeRF", curve(in, x, replacement, ranks(lerf), counts, f0)}};
+          {"MoRF", curve(in, x, replacement, ranks(morf), counts, f0, group)},
+          {"LeRF", curve(in, x, replacement, ranks(lerf), counts, f0, group)}};
       for (const auto& [name, y] : curves) add_curve(e, r.method, r.layer, name, counts, positions, y);
       // The random reference once in each plot (MoRF and LeRF), not once per method.
       if (with_random.insert(r.layer).second)
@@ -86,6 +105,8 @@ class InputDegradation : public Evaluator {
   }
 
  private:
+  enum class Grouping { Channels, Tokens, Elements };
+
   static std::vector<std::int64_t> shape_for(const Tensor& x) {
     std::vector<std::int64_t> s(static_cast<std::size_t>(x.dim()), 1);
     s[0] = x.size(0);
@@ -129,16 +150,17 @@ class InputDegradation : public Evaluator {
 
   // Mean over inputs of F(x) − F(x_k) for every step k; rank [N, positions] gives each position's removal order.
   std::vector<double> curve(const EvaluationInput& in, const Tensor& x, const Tensor& replacement, const Tensor& rank,
-                            const std::vector<std::int64_t>& counts, const Tensor& f0) const {
+                            const std::vector<std::int64_t>& counts, const Tensor& f0, Grouping group) const {
     const auto n = x.size(0);
     const auto k = static_cast<std::int64_t>(counts.size());
     std::vector<double> sums(counts.size(), 0.0);
     // Chunks of inputs, all their steps in one batch of rows.
     const auto per_chunk = std::max<std::int64_t>(1, batch_ / k);
+    // The mask's shape per row: the features, with 1 where a group's dimension broadcasts.
     auto spatial = x.sizes().vec();
     spatial.erase(spatial.begin());
-    const bool channels = x.dim() >= 3;
-    if (channels) spatial.erase(spatial.begin());
+    if (group == Grouping::Channels) spatial.front() = 1;
+    if (group == Grouping::Tokens) spatial.back() = 1;
     const auto device = x.device();
     const auto count_t = torch::tensor(counts, torch::kLong).to(device);
     for (std::int64_t s = 0; s < n; s += per_chunk) {
@@ -146,7 +168,6 @@ class InputDegradation : public Evaluator {
       const auto r = rank.narrow(0, s, len).to(device);                  // [len, P]
       auto removed = r.unsqueeze(1) < count_t.view({1, k, 1});           // [len, K, P]
       std::vector<std::int64_t> mshape{len * k};
-      if (channels) mshape.push_back(1);
       mshape.insert(mshape.end(), spatial.begin(), spatial.end());
       const auto mask = removed.reshape(mshape).to(x.scalar_type());
       const auto xs = x.narrow(0, s, len).repeat_interleave(k, 0);
@@ -167,6 +188,7 @@ class InputDegradation : public Evaluator {
   double max_fraction_;
   std::string replacement_, reduce_;
   std::int64_t batch_, seed_;
+  std::string features_;
 };
 
 }  // namespace
@@ -175,7 +197,7 @@ class InputDegradation : public Evaluator {
 GALVANI_PLUGIN("input-degradation", "0.1.0", [](galvani::Registrar& r) {
   r.add_evaluator("input-degradation",
                   "MoRF / LeRF / random removal of input features ranked by input-space attributions, and AOPC "
-                  "(options steps, max_fraction, replacement, reduce, batch, seed, methods)",
+                  "(options steps, max_fraction, replacement, reduce, features, batch, seed, methods)",
                   [](const galvani::Options& o) {
                     return std::make_unique<galvani::plugins::input_degradation::InputDegradation>(o);
                   });

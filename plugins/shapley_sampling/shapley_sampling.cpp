@@ -447,8 +447,7 @@ class ShapleySampling : public Method {
     a.extras["permutations"] = torch::tensor(e.permutations, torch::TensorOptions().dtype(torch::kLong)).to(x.device());
     if (s_.reference_baseline) a.delta = completeness_delta(a.values, f_input, f_baseline);
     if (tail->needs_input())
-      a.notes.push_back("shapley-sampling at layer '" + layer + "': the graph cannot be cut cleanly there (" +
-                        tail->cut_note() + "), so each coalition runs through the network together with its input");
+      a.notes.push_back("shapley-sampling at layer '" + layer + "': " + tail->cut_note());
     return a;
   }
 

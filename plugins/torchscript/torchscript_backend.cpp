@@ -208,8 +208,9 @@ class TorchScriptTail : public TailForward {
   bool needs_input() const override { return needs_input_; }
   std::string cut_note() const override {
     return needs_input_ ? "the graph cannot be cut cleanly after '" + layer_ +
-                              "' (something after it reads the model input, e.g. a skip connection around it), so "
-                              "each evaluation also runs the part of the network that feeds it from the input"
+                              "' (something after it reads the model input, e.g. a skip connection around it, or "
+                              "a list that the part before it appends to), so each evaluation also runs the part of "
+                              "the network that feeds it from the input"
                         : "";
   }
   torch::Tensor forward(const torch::Tensor& activation, const torch::Tensor& input) const override {

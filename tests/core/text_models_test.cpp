@@ -175,10 +175,11 @@ TEST(TextModels, DtypeConversionOfATracedLstmExplainsTheConstant) {
 }
 
 TEST(TextModels, OutputElementsOfTuplesAndDicts) {
+  torch::manual_seed(3);
   const auto x = save_temp_tensor(torch::randn({3, 6}), "tuple_x.pt");
   const auto cfg = [&](const std::string& model, const std::string& element) {
     return "[model]\npath = \"" + fixture(model) + "\"\n" + element + "[data]\ninputs = \"" + x +
-           "\"\n[[methods]]\nplugin = \"conductance\"\nlayers = [\"hidden\"]\nsteps = 8\n";
+           "\"\n[[methods]]\nplugin = \"conductance\"\nlayers = [\"hidden\"]\nsteps = 32\n";
   };
   auto msg = run_error(cfg("tuple_out_scripted.pt", ""));
   EXPECT_NE(msg.find("the model returns a tuple of 2 (0: Tensor [1, 3], 1: Tensor [1, 4]); set [model] output_element"),
@@ -201,7 +202,8 @@ TEST(TextModels, OutputElementsOfTuplesAndDicts) {
   const auto d = run_config(cfg("dict_out_scripted.pt", "output_element = \"logits\"\n"));
   EXPECT_EQ(t.plan.targets.sizes(), (std::vector<std::int64_t>{3}));
   EXPECT_LT(max_abs(t.get("conductance", "hidden").values - d.get("conductance", "hidden").values), 1e-6);
-  EXPECT_LT(max_abs(t.get("conductance", "hidden").delta), 0.05);
+  // The hidden layer is a cut: complete up to the quadrature error at the ReLU kinks.
+  EXPECT_LT(max_abs(t.get("conductance", "hidden").delta), 0.02 * max_abs(t.result.f_input - t.result.f_baseline));
 }
 
 TEST(TextModels, BadTokenInputsAreClearErrors) {
@@ -210,6 +212,7 @@ TEST(TextModels, BadTokenInputsAreClearErrors) {
     return "[model]\npath = \"" + model + "\"\n[data]\ninputs = \"" + ids_file(ids, "bad_ids.pt") + "\"\n" + data_extra +
            "[[methods]]\nplugin = \"conductance\"\nlayers = [\"" + layers + "\"]\nsteps = 4\n";
   };
+  torch::manual_seed(4);
   auto ids = torch::randint(0, 20, {4, 9}, torch::kLong);
   const std::string embedding = "path_layer = \"embedding\"\n";
 
@@ -452,4 +455,53 @@ TEST(TextModels, TransformerEncoderTracedAndScripted) {
               std::string::npos)
         << msg;
   }
+}
+
+// Input degradation on token-id inputs removes whole tokens (every embedding value of a token, replaced by the
+// baseline token's), most relevant first by the per-token sum: its first step is the model with the top token
+// replaced, computed here by hand.
+TEST(TextModels, InputDegradationRemovesWholeTokens) {
+  const auto ids = buffer("text_cnn_tokens.pt", "ids");
+  const auto r = run_config("[model]\npath = \"" + fixture(kTextCnn) + "\"\ndtype = \"float64\"\n[data]\ninputs = \"" +
+                            ids_file(ids, "deg_ids.pt") +
+                            "\"\npath_layer = \"embedding\"\nbaselines = \"pad:3\"\ntarget = 1\n"
+                            "[[methods]]\nplugin = \"integrated-gradients\"\nsteps = 16\n"
+                            "[[evaluators]]\nplugin = \"input-degradation\"\nsteps = 9\n");
+  const galvani::Evaluation* ev = nullptr;
+  for (const auto& [name, e] : r.result.evaluations)
+    if (name == "input-degradation") ev = &e;
+  ASSERT_NE(ev, nullptr);
+  const galvani::Curve* morf = nullptr;
+  for (const auto& c : ev->curves)
+    if (c.method == "integrated-gradients" && c.name == "MoRF") morf = &c;
+  ASSERT_NE(morf, nullptr);
+  ASSERT_EQ(morf->x.size(), 10u);  // 0 to 9 of the 9 tokens
+  EXPECT_NEAR(morf->x[1], 1.0 / 9, 1e-12);
+  const auto tokens = r.get("integrated-gradients", "input").extras.at("tokens");
+  const auto top = tokens.argmax(1);
+  auto x1 = r.plan.inputs.clone();
+  for (std::int64_t i = 0; i < x1.size(0); ++i) x1[i][top[i].item<std::int64_t>()] = r.plan.baselines[i][0];
+  torch::NoGradGuard no_grad;
+  const auto f1 = r.plan.model->forward(x1).select(1, 1);
+  EXPECT_NEAR(morf->y[1], (r.result.f_input - f1).mean().item<double>(), 1e-9);
+  // All tokens removed: the baseline sentence.
+  EXPECT_NEAR(morf->y[9], (r.result.f_input - r.result.f_baseline).mean().item<double>(), 1e-9);
+}
+
+// Tokens as Shapley players: the path layer as the layer, one group mask per token. Exactly (9 players), the
+// values sum to F(x) − F(x′), and a padding token equal to the baseline token is a null player.
+TEST(TextModels, ShapleyWithTokensAsPlayers) {
+  const auto ids = buffer("text_cnn_tokens.pt", "ids");  // sentence 0: tokens 4 to 8 are padding (id 0)
+  auto groups = torch::zeros({9, 9, 6});
+  for (int t = 0; t < 9; ++t) groups[t][t].fill_(1);
+  const auto r = run_config("[model]\npath = \"" + fixture(kTextCnn) + "\"\ndtype = \"float64\"\n[data]\ninputs = \"" +
+                            ids_file(ids, "sh_ids.pt") +
+                            "\"\npath_layer = \"embedding\"\nbaselines = \"pad:0\"\ntarget = 1\n"
+                            "[[methods]]\nplugin = \"shapley-sampling\"\nlayers = [\"embedding\"]\ngroups = \"" +
+                            save_temp_tensor(groups, "token_groups.pt") + "\"\nexact = true\n");
+  const auto& s = r.get("shapley-sampling", "embedding");
+  ASSERT_EQ(s.values.sizes(), (std::vector<std::int64_t>{6, 9}));
+  EXPECT_LT(max_abs(s.values.sum(1) - (r.result.f_input - r.result.f_baseline)), 1e-9);
+  for (int t = 4; t < 9; ++t) EXPECT_LT(std::abs(s.values[0][t].item<double>()), 1e-12) << t;
+  EXPECT_GT(max_abs(s.values[0].narrow(0, 0, 4)), 1e-3);
 }

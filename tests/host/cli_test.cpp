@@ -29,8 +29,9 @@ struct Output {
   std::string text;
 };
 
-Output galvani_cli(const std::string& args) {
-  const std::string cmd = std::string(GALVANI_BINARY_DIR) + "/host/galvani " + args + " 2>&1";
+/// Runs the built `galvani` with `args`, its stderr joined to stdout; `env` ("NAME=value ") goes before it.
+Output galvani_cli(const std::string& args, const std::string& env = "") {
+  const std::string cmd = env + std::string(GALVANI_BINARY_DIR) + "/host/galvani " + args + " 2>&1";
   FILE* pipe = ::popen(cmd.c_str(), "r");
   std::string text;
   std::array<char, 4096> buf{};
@@ -433,18 +434,10 @@ TEST(Cli, BrokenPluginsOnThePluginPathLeaveRunsWorking) {
   fs::create_symlink(dir + "/loops/b.so", dir + "/loops/a.so");
   fs::create_symlink(dir + "/loops/a.so", dir + "/loops/b.so");
   const std::string path = "GALVANI_PLUGIN_PATH=" GALVANI_TEST_BROKEN_PLUGIN_DIR ":" + dir + "/loops ";
-  const auto cmd = [&](const std::string& args) {
-    const std::string full = path + std::string(GALVANI_BINARY_DIR) + "/host/galvani " + args + " 2>&1";
-    FILE* pipe = ::popen(full.c_str(), "r");
-    std::string text;
-    std::array<char, 4096> buf{};
-    while (std::fgets(buf.data(), buf.size(), pipe)) text += buf.data();
-    return Output{WEXITSTATUS(::pclose(pipe)), text};
-  };
-  const auto run = cmd("run " + dir + "/run.toml --out " + dir + "/out --quiet");
+  const auto run = galvani_cli("run " + dir + "/run.toml --out " + dir + "/out --quiet", path);
   EXPECT_EQ(run.status, 0) << run.text;
   EXPECT_TRUE(fs::exists(dir + "/out/attributions/activation/hidden.pt"));
-  const auto listing = cmd("plugins");
+  const auto listing = galvani_cli("plugins", path);
   EXPECT_EQ(listing.status, 1) << listing.text;  // `plugins` exits 1 when it lists refused libraries
   EXPECT_NE(listing.text.find("Too many levels of symbolic links"), std::string::npos) << listing.text;
   EXPECT_NE(listing.text.find("galvani_broken_duplicate_name"), std::string::npos) << listing.text;

@@ -43,6 +43,9 @@ struct GALVANI_API EvaluationInput {
   /// A short text per input for tables, e.g. the sentence its token ids spell ([data] vocabulary); empty when the
   /// run has none.
   std::vector<std::string> input_labels;
+  /// The inputs are the embeddings of token ids ([N, T, E], [data] path_layer at an embedding): a feature to
+  /// remove is a token, all E values of it together.
+  bool tokens = false;
 };
 
 /// A named number, for one method/layer pair (either may be empty for run-wide metrics).
