@@ -141,16 +141,17 @@ TEST(TextModels, TextCnnEqualsTheModelCutByHandAfterTheEmbedding) {
   }
 }
 
-// An LSTM classifier (traced and scripted): the dense layer after the LSTM is a cut, so its conductance sums to IG
+// LSTM and GRU classifiers (traced and scripted): the dense layer after the recurrent layer is a cut, so its conductance sums to IG
 // at the embedding; the forward through the path layer is the model's own.
-TEST(TextModels, LstmClassifierTracedAndScripted) {
-  const auto ids = buffer("lstm_refs.pt", "input");
-  const auto reference = buffer("lstm_refs.pt", "output");
-  for (const auto* model : {"lstm_scripted.pt", "lstm_traced.pt"}) {
+TEST(TextModels, LstmAndGruClassifiersTracedAndScripted) {
+  for (const std::string model : {"lstm_scripted.pt", "lstm_traced.pt", "gru_scripted.pt", "gru_traced.pt"}) {
     SCOPED_TRACE(model);
+    const std::string refs = model.substr(0, model.find('_')) + "_refs.pt";
+    const auto ids = buffer(refs, "input");
+    const auto reference = buffer(refs, "output");
     // In float32: the traced LSTM records its zero initial state with dtype float32 as a constant.
     const auto r = run_config("[model]\npath = \"" + fixture(model) + "\"\n[data]\ninputs = \"" +
-                              ids_file(ids, "lstm_ids.pt") +
+                              ids_file(ids, "rnn_ids.pt") +
                               "\"\npath_layer = \"embedding\"\ntarget = 1\n"
                               "[[methods]]\nplugin = \"integrated-gradients\"\nsteps = 32\n"
                               "[[methods]]\nplugin = \"conductance\"\nlayers = [\"fc\"]\nsteps = 32\n");

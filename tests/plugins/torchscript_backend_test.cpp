@@ -129,6 +129,7 @@ TEST(TorchScriptBackend, TokenIdModelsTracedAndScripted) {
   for (const auto& [name, layers] : std::vector<std::pair<std::string, std::vector<std::string>>>{
            {"text_cnn", {"embedding", "convs.0", "convs.1", "convs.2", "fc"}},
            {"lstm", {"embedding", "fc"}},
+           {"gru", {"embedding", "fc"}},
            {"bag_linear", {"embedding", "hidden", "out"}},
            // Scripted, the encoder's fused inference kernel is routed around, so its insides are layers in any
            // grad mode; traced, the unfused path was recorded.
