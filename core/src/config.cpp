@@ -38,6 +38,12 @@ OptionValue convert(const toml::node& node, const std::string& where) {
   throw ConfigError(where + ": dates and times are not supported here");
 }
 
+// Whether `text` is a whole number written out: digits only, at most 18 (class indices, token ids).
+bool is_whole_number(const std::string& text) {
+  return !text.empty() && text.size() <= 18 &&
+         std::all_of(text.begin(), text.end(), [](unsigned char c) { return std::isdigit(c); });
+}
+
 std::string resolve(const std::string& base, const std::string& path) {
   if (path.empty() || fs::path(path).is_absolute()) return path;
   return (fs::path(base) / path).lexically_normal().string();
@@ -136,8 +142,7 @@ RunConfig build(const OptionValue& root, const std::string& base_dir, const std:
       cfg.data.baselines.kind = BaselineSpec::Kind::Mean;
     } else if (baselines.rfind("pad:", 0) == 0) {
       const std::string id = baselines.substr(4);
-      if (id.empty() || id.size() > 18 ||
-          !std::all_of(id.begin(), id.end(), [](unsigned char c) { return std::isdigit(c); }))
+      if (!is_whole_number(id))
         throw ConfigError("data.baselines: \"" + baselines +
                           "\": after \"pad:\" comes the token id that replaces every input token, e.g. \"pad:0\"");
       cfg.data.baselines.kind = BaselineSpec::Kind::Token;
@@ -156,7 +161,7 @@ RunConfig build(const OptionValue& root, const std::string& base_dir, const std:
           throw ConfigError("data.target: empty; use \"predicted\", a class index or a tensor file of classes");
         if (t->s == "predicted") {
           cfg.data.target.kind = TargetSpec::Kind::Predicted;
-        } else if (t->s.size() <= 18 && std::all_of(t->s.begin(), t->s.end(), [](unsigned char c) { return std::isdigit(c); })) {
+        } else if (is_whole_number(t->s)) {
           cfg.data.target.kind = TargetSpec::Kind::Class;  // "3" means class 3, as 3 does
           cfg.data.target.index = std::stoll(t->s);
         } else {

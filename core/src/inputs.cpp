@@ -10,7 +10,7 @@ namespace galvani::core {
 namespace {
 
 // A baselines file, shaped like `inputs` ([N, ...], one sample [...] for all, [1, ...], or more rows than N), in
-// `dtype` (integer files keep their values: token ids); `what` names it for messages.
+// `dtype` (integer files keep their values: token ids).
 torch::Tensor load_baseline_file(const std::string& file, const torch::Tensor& inputs, const torch::Device& device,
                                  torch::ScalarType dtype) {
   auto b = load_tensor(file).to(device, dtype);
@@ -49,13 +49,6 @@ torch::Tensor load_input_tensor(const DataConfig& data, const Model& model) {
   if (is_integer(inputs)) return inputs.to(model.device(), torch::kLong).contiguous();
   require_finite(inputs, "data.inputs '" + data.inputs + "'");
   return inputs.to(model.device(), model.dtype()).contiguous();
-}
-
-RunInputs load_inputs(const DataConfig& data, const Model& model) {
-  RunInputs r;
-  r.inputs = load_input_tensor(data, model);
-  r.baselines = make_baselines(data, r.inputs, model);
-  return r;
 }
 
 torch::Tensor make_baselines(const DataConfig& data, const torch::Tensor& inputs, const Model& model) {
@@ -120,6 +113,23 @@ torch::Tensor make_layer_baselines(const DataConfig& data, const torch::Tensor& 
     }
   }
   return {};
+}
+
+std::int64_t padding_token(const BaselineSpec& baselines) {
+  return baselines.kind == BaselineSpec::Kind::Token ? baselines.token : 0;
+}
+
+std::vector<std::int64_t> unpadded_lengths(const torch::Tensor& ids, std::int64_t pad) {
+  const auto flat = ids.to(torch::kCPU, torch::kLong).reshape({ids.size(0), -1}).contiguous();
+  const auto width = flat.size(1);
+  const auto* p = flat.data_ptr<std::int64_t>();
+  std::vector<std::int64_t> lengths;
+  for (std::int64_t i = 0; i < flat.size(0); ++i) {
+    std::int64_t end = width;
+    while (end > 0 && p[i * width + end - 1] == pad) --end;
+    lengths.push_back(end);
+  }
+  return lengths;
 }
 
 torch::Tensor resolve_targets(const TargetSpec& target, const torch::Tensor& outputs) {

@@ -14,88 +14,82 @@ namespace {
 
 constexpr std::int64_t kEmbedChunk = 256;  // rows per forward when computing a(x): no gradients, small rows
 
-/// The original model's forward with the path layer's output replaced by the points, and taps on further layers.
-/// Tap 0 of `forward_` is the path layer; `caller_[i]` is the original tap index of this forward's tap i
-/// (0 again for the path layer when it is requested itself).
-class PathLayerTappedForward : public TappedForward {
+/// How this model's layer taps map onto the original's: the original's tap 0 is the path layer, whose output the
+/// points replace; `original_index[i]` is the original's tap for this forward's tap i (0 again when the path layer
+/// is requested itself). Shared by the tapped and the op-tapped forward.
+class PathTaps {
  public:
-  PathLayerTappedForward(std::shared_ptr<const TappedForward> forward, std::vector<std::string> names,
-                         std::vector<std::size_t> original_index, std::function<torch::Tensor(std::int64_t)> stand_in)
-      : forward_(std::move(forward)), names_(std::move(names)), original_index_(std::move(original_index)),
-        stand_in_(std::move(stand_in)) {
-    for (std::size_t i = 0; i < original_index_.size(); ++i) {
-      if (original_index_[i] == 0) path_tap_ = static_cast<std::int64_t>(i);
-      else tap_of_original_[original_index_[i]] = i;
+  PathTaps(std::string path_layer, const std::vector<std::size_t>& original_index)
+      : path_layer_(std::move(path_layer)) {
+    for (std::size_t i = 0; i < original_index.size(); ++i) {
+      if (original_index[i] == 0) path_tap_ = static_cast<std::int64_t>(i);
+      else tap_of_original_[original_index[i]] = i;
     }
   }
-  const std::vector<std::string>& layers() const override { return names_; }
+  /// The original's layer tap for a forward on `points` whose own taps are `tap`.
+  TapFn around(const torch::Tensor& points, const TapFn& tap) const {
+    return [this, &points, &tap](std::size_t i, const torch::Tensor& y) -> torch::Tensor {
+      if (i != 0) return tap(tap_of_original_.at(i), y);
+      if (y.sizes() != points.sizes())
+        throw ShapeError("inputs in the space of layer '" + path_layer_ + "' have shape " +
+                         shape_string(points.sizes()) + " but the layer's output has " + shape_string(y.sizes()));
+      auto flowing = points * 1;  // a fresh tensor: ops after the layer may work in place
+      return path_tap_ >= 0 ? tap(static_cast<std::size_t>(path_tap_), flowing) : flowing;
+    };
+  }
 
+ private:
+  std::string path_layer_;
+  std::int64_t path_tap_ = -1;
+  std::map<std::size_t, std::size_t> tap_of_original_;
+};
+
+/// The original model's forward with the path layer's output replaced by the points, and taps on further layers.
+class PathLayerTappedForward : public TappedForward {
+ public:
+  PathLayerTappedForward(std::shared_ptr<const TappedForward> forward, std::vector<std::string> names, PathTaps taps,
+                         std::function<torch::Tensor(std::int64_t)> stand_in)
+      : forward_(std::move(forward)), names_(std::move(names)), taps_(std::move(taps)),
+        stand_in_(std::move(stand_in)) {}
+  const std::vector<std::string>& layers() const override { return names_; }
   torch::Tensor forward(const torch::Tensor& points, const TapFn& tap) const override {
-    return forward_->forward(stand_in_(points.size(0)), [&](std::size_t i, const torch::Tensor& y) -> torch::Tensor {
-      if (i == 0) {
-        if (y.sizes() != points.sizes())
-          throw ShapeError("inputs in the space of layer '" + names_.front() + "' have shape " +
-                           shape_string(points.sizes()) + " but the layer's output has " + shape_string(y.sizes()));
-        auto flowing = points * 1;  // a fresh tensor: ops after the layer may work in place
-        return path_tap_ >= 0 ? tap(static_cast<std::size_t>(path_tap_), flowing) : flowing;
-      }
-      return tap(tap_of_original_.at(i), y);
-    });
+    return forward_->forward(stand_in_(points.size(0)), taps_.around(points, tap));
   }
 
  private:
   std::shared_ptr<const TappedForward> forward_;
   std::vector<std::string> names_;
-  std::vector<std::size_t> original_index_;
+  PathTaps taps_;
   std::function<torch::Tensor(std::int64_t)> stand_in_;
-  std::int64_t path_tap_ = -1;
-  std::map<std::size_t, std::size_t> tap_of_original_;
 };
 
-/// The original's op-tapped forward seen from the path layer: layer tap 0 replaces the path layer by the points,
-/// op sites are renumbered to this model's list.
+/// The original's op-tapped forward seen from the path layer: the same layer taps, op sites renumbered to this
+/// model's list.
 class PathLayerOpTappedForward : public OpTappedForward {
  public:
   PathLayerOpTappedForward(std::shared_ptr<const OpTappedForward> forward, std::vector<std::string> names,
-                           std::vector<std::size_t> original_index, std::vector<std::size_t> sites,
+                           PathTaps taps, std::vector<std::size_t> sites,
                            std::map<std::size_t, std::size_t> site_of_original,
                            std::function<torch::Tensor(std::int64_t)> stand_in)
-      : forward_(std::move(forward)), names_(std::move(names)), original_index_(std::move(original_index)),
-        sites_(std::move(sites)), site_of_original_(std::move(site_of_original)), stand_in_(std::move(stand_in)) {
-    for (std::size_t i = 0; i < original_index_.size(); ++i) {
-      if (original_index_[i] == 0) path_tap_ = static_cast<std::int64_t>(i);
-      else tap_of_original_[original_index_[i]] = i;
-    }
-  }
+      : forward_(std::move(forward)), names_(std::move(names)), taps_(std::move(taps)), sites_(std::move(sites)),
+        site_of_original_(std::move(site_of_original)), stand_in_(std::move(stand_in)) {}
   const std::vector<std::string>& layers() const override { return names_; }
   const std::vector<std::size_t>& sites() const override { return sites_; }
   torch::Tensor forward(const torch::Tensor& points, const TapFn& layer_tap, const OpTapFn& op_tap) const override {
-    return forward_->forward(
-        stand_in_(points.size(0)),
-        [&](std::size_t i, const torch::Tensor& y) -> torch::Tensor {
-          if (i == 0) {
-            if (y.sizes() != points.sizes())
-              throw ShapeError("inputs in the space of the path layer have shape " + shape_string(points.sizes()) +
-                               " but the layer's output has " + shape_string(y.sizes()));
-            auto flowing = points * 1;
-            return path_tap_ >= 0 ? layer_tap(static_cast<std::size_t>(path_tap_), flowing) : flowing;
-          }
-          return layer_tap(tap_of_original_.at(i), y);
-        },
-        [&](std::size_t site, const torch::Tensor& out, const std::vector<torch::Tensor>& args) {
-          const auto it = site_of_original_.find(site);
-          return it == site_of_original_.end() ? out : op_tap(it->second, out, args);
-        });
+    return forward_->forward(stand_in_(points.size(0)), taps_.around(points, layer_tap),
+                             [&](std::size_t site, const torch::Tensor& out, const std::vector<torch::Tensor>& args) {
+                               const auto it = site_of_original_.find(site);
+                               return it == site_of_original_.end() ? out : op_tap(it->second, out, args);
+                             });
   }
 
  private:
   std::shared_ptr<const OpTappedForward> forward_;
   std::vector<std::string> names_;
-  std::vector<std::size_t> original_index_, sites_;
+  PathTaps taps_;
+  std::vector<std::size_t> sites_;
   std::map<std::size_t, std::size_t> site_of_original_;
   std::function<torch::Tensor(std::int64_t)> stand_in_;
-  std::int64_t path_tap_ = -1;
-  std::map<std::size_t, std::size_t> tap_of_original_;
 };
 
 /// The original model's cut tail at a layer after the path layer: it reads only the layer's activation.
@@ -300,17 +294,7 @@ std::vector<OpSite> PathLayerModel::operations() const {
 std::shared_ptr<const OpTappedForward> PathLayerModel::op_tapped(const std::vector<std::string>& layers,
                                                                  const std::vector<std::size_t>& sites) const {
   if (!has_sites_) return Model::op_tapped(layers, sites);
-  std::vector<std::string> original{layer_};
-  std::vector<std::size_t> index;
-  for (const auto& name : layers) {
-    (void)tapped({name});  // a layer on the path, or the error saying why not
-    if (name == layer_) {
-      index.push_back(0);
-      continue;
-    }
-    index.push_back(original.size());
-    original.push_back(name);
-  }
+  const auto [original, index] = translate(layers);
   std::vector<std::size_t> original_sites;
   std::map<std::size_t, std::size_t> site_of_original;
   for (auto s : sites) {
@@ -320,16 +304,17 @@ std::shared_ptr<const OpTappedForward> PathLayerModel::op_tapped(const std::vect
     original_sites.push_back(original_site_[s]);
     site_of_original[original_site_[s]] = s;
   }
-  return std::make_shared<PathLayerOpTappedForward>(
-      model_->op_tapped(original, original_sites), layers, std::move(index), sites, std::move(site_of_original),
-      stand_in_maker());
+  return std::make_shared<PathLayerOpTappedForward>(model_->op_tapped(original, original_sites), layers,
+                                                    PathTaps(layer_, index), sites, std::move(site_of_original),
+                                                    stand_in_maker());
 }
 
 torch::Tensor PathLayerModel::forward(const torch::Tensor& input) const {
   return tapped({})->forward(input, [](std::size_t, const torch::Tensor& y) { return y; });
 }
 
-std::shared_ptr<const TappedForward> PathLayerModel::tapped(const std::vector<std::string>& layers) const {
+std::pair<std::vector<std::string>, std::vector<std::size_t>> PathLayerModel::translate(
+    const std::vector<std::string>& layers) const {
   std::vector<std::string> original{layer_};
   std::vector<std::size_t> index;
   for (const auto& name : layers) {
@@ -350,12 +335,17 @@ std::shared_ptr<const TappedForward> PathLayerModel::tapped(const std::vector<st
     index.push_back(original.size());
     original.push_back(name);
   }
-  return std::make_shared<PathLayerTappedForward>(model_->tapped(original), layers, std::move(index),
+  return {std::move(original), std::move(index)};
+}
+
+std::shared_ptr<const TappedForward> PathLayerModel::tapped(const std::vector<std::string>& layers) const {
+  const auto [original, index] = translate(layers);
+  return std::make_shared<PathLayerTappedForward>(model_->tapped(original), layers, PathTaps(layer_, index),
                                                   stand_in_maker());
 }
 
 std::shared_ptr<const TailForward> PathLayerModel::tail(const std::string& layer) const {
-  (void)tapped({layer});  // a layer on the path, or the error saying why not
+  (void)translate({layer});  // a layer on the path, or the error saying why not
   if (layer == layer_) return std::make_shared<PathTail>(layer_, tapped({}));
   if (model_->capabilities().tail_cut) {
     auto cut = model_->tail(layer);

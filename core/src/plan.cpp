@@ -89,13 +89,11 @@ void read_vocabulary(const DataConfig& data, Plan& plan) {
     throw ConfigError("data.vocabulary: '" + data.vocabulary + "' has " + std::to_string(plan.vocabulary.size()) +
                       " tokens (lines), but data.inputs holds token id " + std::to_string(high) +
                       ": the vocabulary and the inputs do not belong together");
-  const std::int64_t pad = data.baselines.kind == BaselineSpec::Kind::Token ? data.baselines.token : 0;
+  const auto lengths = unpadded_lengths(ids, padding_token(data.baselines));  // trailing padding left out
   const auto* p = ids.data_ptr<std::int64_t>();
   for (std::int64_t i = 0; i < ids.size(0); ++i) {
-    std::int64_t end = ids.size(1);
-    while (end > 0 && p[i * ids.size(1) + end - 1] == pad) --end;  // trailing padding
     std::string text;
-    for (std::int64_t j = 0; j < end; ++j) text += (j ? " " : "") + plan.vocabulary[p[i * ids.size(1) + j]];
+    for (std::int64_t j = 0; j < lengths[i]; ++j) text += (j ? " " : "") + plan.vocabulary[p[i * ids.size(1) + j]];
     plan.input_labels.push_back(text);
   }
 }
@@ -379,17 +377,12 @@ Plan make_plan(const RunConfig& config, PluginHost& host, Timings* timings) {
     std::shared_ptr<PathLayerModel> wrapped;
     try {
       wrapped = PathLayerModel::make(plan.model, config.data.path_layer, original);
-    } catch (const ModelError& e) {
+      plan.inputs = wrapped->embed(original);
+    } catch (const ModelError& e) {  // the path layer does not suit (it says why)
       const std::string what = e.what();
       throw ConfigError(what.rfind("data.path_layer", 0) == 0 ? what
                                                               : "data.path_layer '" + config.data.path_layer + "': " + what);
-    } catch (const std::exception& e) {
-      throw ModelError("the model cannot run on data.inputs: " +
-                       explain_input_failure(*plan.model, config.data, config.model.dtype, original, e.what()));
-    }
-    try {
-      plan.inputs = wrapped->embed(original);
-    } catch (const std::exception& e) {
+    } catch (const std::exception& e) {  // the forward failed on the inputs (token ids out of range)
       throw ModelError("the model cannot run on data.inputs: " +
                        explain_input_failure(*plan.model, config.data, config.model.dtype, original, e.what()));
     }

@@ -11,6 +11,11 @@
 
 namespace galvani::core {
 
+Rgb diverging_colour(double s) {
+  s = std::clamp(s, -1.0, 1.0);
+  return {s >= 0 ? 1 : 1 + s, 1 - std::abs(s), s <= 0 ? 1 : 1 - s};
+}
+
 #ifdef GALVANI_HAVE_CAIRO
 namespace {
 
@@ -229,8 +234,8 @@ std::string heatmap_grid_png(const torch::Tensor& images, const std::vector<torc
         if (!std::isfinite(v)) {
           r = 0, g = 0, b = 0;
         } else if (diverging) {
-          const double s = std::clamp(v / scale, -1.0, 1.0);  // red positive, blue negative
-          r = s >= 0 ? 1 : 1 + s, g = 1 - std::abs(s), b = s <= 0 ? 1 : 1 - s;
+          const auto c = diverging_colour(v / scale);  // red positive, blue negative
+          r = c.r, g = c.g, b = c.b;
         } else {
           r = g = b = hi > lo ? (v - lo) / (hi - lo) : 0.5;
         }
@@ -306,12 +311,8 @@ std::string matrix_png(const std::string& title, const torch::Tensor& values, co
   for (std::int64_t i = 0; i < rows; ++i)
     for (std::int64_t j = 0; j < cols; ++j) {
       const double v = p[i * cols + j];
-      double r = 0, g = 0, b = 0;
-      if (std::isfinite(v)) {
-        const double s = std::clamp(v / scale, -1.0, 1.0);
-        r = s >= 0 ? 1 : 1 + s, g = 1 - std::abs(s), b = s <= 0 ? 1 : 1 - s;
-      }
-      cairo_set_source_rgb(cr, r, g, b);
+      const auto c = std::isfinite(v) ? diverging_colour(v / scale) : Rgb{0, 0, 0};
+      cairo_set_source_rgb(cr, c.r, c.g, c.b);
       cairo_rectangle(cr, left + static_cast<double>(j) * cw, top + static_cast<double>(i) * ch, cw + 0.5, ch + 0.5);
       cairo_fill(cr);
     }

@@ -18,6 +18,13 @@ struct Series {
 /// Whether this build can draw (cairo was found).
 bool can_plot();
 
+/// The report's diverging colour scale, channels in [0, 1]: white at 0, red at +1, blue at −1 (`s` clamped to
+/// [−1, 1]). Heatmaps, matrices and coloured text all use it.
+struct Rgb {
+  double r, g, b;
+};
+Rgb diverging_colour(double s);
+
 /// A line plot, 720×440 pixels: axes with ticks, one coloured line per series, a legend. Non-finite points are
 /// left out (a series with none left is listed as "(no finite values)").
 std::string line_plot_png(const std::string& title, const std::string& x_label, const std::string& y_label,

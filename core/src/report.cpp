@@ -10,6 +10,7 @@
 #include <sstream>
 #include <variant>
 
+#include "galvani/core/inputs.h"
 #include "galvani/core/report.h"
 #include "galvani/tensor_io.h"
 #include "plot.h"
@@ -118,9 +119,8 @@ class Doc {
     md_ << "- " << label << ": ";
     html_ << "<p class=\"tok\"><span class=\"lab\">" << html_escape(label) << "</span> ";
     for (std::size_t i = 0; i < tokens.size(); ++i) {
-      const double s = scale > 0 ? std::clamp(values[i] / scale, -1.0, 1.0) : 0.0;
-      const int r = static_cast<int>(255 * (s >= 0 ? 1 : 1 + s)), g = static_cast<int>(255 * (1 - std::abs(s))),
-                b = static_cast<int>(255 * (s <= 0 ? 1 : 1 - s));
+      const auto c = diverging_colour(scale > 0 ? values[i] / scale : 0.0);
+      const int r = static_cast<int>(255 * c.r), g = static_cast<int>(255 * c.g), b = static_cast<int>(255 * c.b);
       char value[32];
       std::snprintf(value, sizeof value, "%+.3g", values[i]);
       md_ << (i ? " " : "") << md_cell(tokens[i]) << "(" << value << ")";
@@ -197,8 +197,7 @@ void write_evaluator_extras(Doc& doc, const SavePng& save_png, const std::string
 void write_token_text(Doc& doc, const Plan& plan, const RunResult& result, std::int64_t count) {
   if (plan.vocabulary.empty() || !plan.original_inputs.defined()) return;
   const auto ids = plan.original_inputs.to(torch::kCPU, torch::kLong).reshape({plan.original_inputs.size(0), -1});
-  const auto& b = plan.config.data.baselines;
-  const std::int64_t pad = b.kind == BaselineSpec::Kind::Token ? b.token : 0;
+  const auto lengths = unpadded_lengths(ids, padding_token(plan.config.data.baselines));
   bool any = false;
   for (const auto& r : result.results) {
     const auto it = r.extras.find("tokens");
@@ -215,8 +214,7 @@ void write_token_text(Doc& doc, const Plan& plan, const RunResult& result, std::
     }
     doc.paragraph(r.method + (r.layer == "input" ? "" : " at " + r.layer) + ":");
     for (std::int64_t i = 0; i < n; ++i) {
-      std::int64_t shown = ids.size(1);
-      while (shown > 1 && ids[i][shown - 1].item<std::int64_t>() == pad) --shown;  // trailing padding
+      const auto shown = std::max<std::int64_t>(1, lengths[i]);  // trailing padding left out
       std::vector<std::string> words;
       std::vector<double> values;
       for (std::int64_t j = 0; j < shown; ++j) {

@@ -213,13 +213,11 @@ namespace {
 
 std::string system_error(const std::string& what) { return what + ": " + std::strerror(errno); }
 
-}  // namespace
-
-namespace {
 // What a run keeps beside its results folder FOLDER: `.FOLDER.<what>` (the lock, staging, earlier results).
 std::string beside(const fs::path& folder, const std::string& what) {
   return (folder.parent_path() / ("." + folder.filename().string() + "." + what)).string();
 }
+
 }  // namespace
 
 ResultsFolder::ResultsFolder(const std::string& dir) {

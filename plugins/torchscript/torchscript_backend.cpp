@@ -19,6 +19,7 @@
 #include <filesystem>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <sstream>
 
@@ -28,17 +29,44 @@
 namespace galvani::plugins::torchscript {
 namespace {
 
+/// `text` as a small non-negative index ("0" to "999999": a position, a call index), or nullopt.
+std::optional<std::size_t> small_index(const std::string& text) {
+  if (text.empty() || text.size() > 6 ||
+      !std::all_of(text.begin(), text.end(), [](unsigned char c) { return std::isdigit(c); }))
+    return std::nullopt;
+  return static_cast<std::size_t>(std::stoul(text));
+}
+
 /// One element of a forward's result, for messages: its type and, for a Tensor, its shape.
 std::string describe_value(const c10::IValue& v) {
   if (v.isTensor()) return "Tensor " + shape_string(v.toTensor().sizes());
   return v.tagKind();
 }
 
+/// What a forward returned, for messages: "a tuple of 2 (0: Tensor [1, 3], 1: …)", "a dict {"logits": …}".
+std::string describe_result(const c10::IValue& out) {
+  std::string listing;
+  if (out.isGenericDict()) {
+    for (const auto& entry : out.toGenericDict())
+      listing += (listing.empty() ? "" : ", ") +
+                 (entry.key().isString() ? "\"" + entry.key().toStringRef() + "\"" : entry.key().tagKind()) + ": " +
+                 describe_value(entry.value());
+    return "the model returns a dict {" + listing + "}";
+  }
+  const c10::ArrayRef<c10::IValue> elements =
+      out.isTuple() ? out.toTupleRef().elements().asArrayRef() : out.toListRef();
+  for (std::size_t i = 0; i < elements.size(); ++i)
+    listing += (i ? ", " : "") + std::to_string(i) + ": " + describe_value(elements[i]);
+  return std::string("the model returns a ") + (out.isTuple() ? "tuple" : "list") + " of " +
+         std::to_string(elements.size()) + " (" + listing + ")";
+}
+
 /// Picks the Tensor [B, C] (or [B]) that attributions explain from what the forward returns: the Tensor itself,
 /// or the element `[model] output_element` names of a tuple, a list or a dict (ModelOptions::output_element).
+/// Runs after every forward: what the result holds is described only when the choice fails.
 class OutputSelector {
  public:
-  explicit OutputSelector(std::string element = "") : element_(std::move(element)) {}
+  explicit OutputSelector(std::string element = "") : element_(std::move(element)), position_(small_index(element_)) {}
 
   torch::Tensor operator()(const c10::IValue& out) const {
     if (out.isTensor()) {
@@ -47,37 +75,22 @@ class OutputSelector {
                          "\", but the model returns one Tensor, not a tuple or dict: remove the key");
       return out.toTensor();
     }
-    std::vector<c10::IValue> elements;
-    if (out.isTuple()) elements = out.toTupleRef().elements().vec();
-    if (out.isList()) elements = out.toListRef().vec();
     if (out.isTuple() || out.isList()) {
-      std::string listing;
-      for (std::size_t i = 0; i < elements.size(); ++i)
-        listing += (i ? ", " : "") + std::to_string(i) + ": " + describe_value(elements[i]);
-      const std::string what = std::string("the model returns a ") + (out.isTuple() ? "tuple" : "list") + " of " +
-                               std::to_string(elements.size()) + " (" + listing + ")";
       if (element_.empty())
-        throw ModelError(what + "; set [model] output_element to the position of the Tensor to explain");
-      const bool digits = element_.size() <= 6 && std::all_of(element_.begin(), element_.end(), [](unsigned char c) {
-                            return std::isdigit(c);
-                          });
-      if (!digits || std::stoul(element_) >= elements.size())
-        throw ModelError(what + "; [model] output_element = \"" + element_ + "\" is not one of its positions (0 to " +
-                         std::to_string(elements.size() - 1) + ")");
-      return pick(elements[std::stoul(element_)], what);
+        throw ModelError(describe_result(out) + "; set [model] output_element to the position of the Tensor to explain");
+      const c10::ArrayRef<c10::IValue> elements =
+          out.isTuple() ? out.toTupleRef().elements().asArrayRef() : out.toListRef();
+      if (!position_ || *position_ >= elements.size())
+        throw ModelError(describe_result(out) + "; [model] output_element = \"" + element_ +
+                         "\" is not one of its positions (0 to " + std::to_string(elements.size() - 1) + ")");
+      return pick(elements[*position_], out);
     }
     if (out.isGenericDict()) {
-      const auto dict = out.toGenericDict();
-      std::string listing;
-      for (const auto& entry : dict)
-        listing += (listing.empty() ? "" : ", ") +
-                   (entry.key().isString() ? "\"" + entry.key().toStringRef() + "\"" : entry.key().tagKind()) + ": " +
-                   describe_value(entry.value());
-      const std::string what = "the model returns a dict {" + listing + "}";
-      if (element_.empty()) throw ModelError(what + "; set [model] output_element to the key of the Tensor to explain");
-      for (const auto& entry : dict)
-        if (entry.key().isString() && entry.key().toStringRef() == element_) return pick(entry.value(), what);
-      throw ModelError(what + "; it has no key \"" + element_ + "\" ([model] output_element)");
+      if (element_.empty())
+        throw ModelError(describe_result(out) + "; set [model] output_element to the key of the Tensor to explain");
+      for (const auto& entry : out.toGenericDict())
+        if (entry.key().isString() && entry.key().toStringRef() == element_) return pick(entry.value(), out);
+      throw ModelError(describe_result(out) + "; it has no key \"" + element_ + "\" ([model] output_element)");
     }
     throw ModelError("the model returned a " + out.tagKind() +
                      "; attributions need a forward that returns a Tensor [batch, classes], or a tuple, list or dict "
@@ -85,14 +98,15 @@ class OutputSelector {
   }
 
  private:
-  torch::Tensor pick(const c10::IValue& v, const std::string& what) const {
+  torch::Tensor pick(const c10::IValue& v, const c10::IValue& out) const {
     if (!v.isTensor())
-      throw ModelError(what + "; [model] output_element = \"" + element_ + "\" is a " + v.tagKind() +
+      throw ModelError(describe_result(out) + "; [model] output_element = \"" + element_ + "\" is a " + v.tagKind() +
                        ", not a Tensor");
     return v.toTensor();
   }
 
   std::string element_;
+  std::optional<std::size_t> position_;  // element_ as a position, when it is one
 };
 
 /// Tensors made under c10::InferenceMode cannot enter autograd; a copy made here can.
@@ -464,10 +478,9 @@ class TorchScriptModel : public Model {
     int index = -1;
     if (const auto hash = name.rfind('#'); hash != std::string::npos) {
       path = name.substr(0, hash);
-      const std::string digits = name.substr(hash + 1);
-      if (digits.empty() || !std::all_of(digits.begin(), digits.end(), [](unsigned char c) { return std::isdigit(c); }) || digits.size() > 6)
-        throw ModelError("layer '" + name + "': the part after '#' must be a call index (0, 1, ...)");
-      index = std::stoi(digits);
+      const auto call = small_index(name.substr(hash + 1));
+      if (!call) throw ModelError("layer '" + name + "': the part after '#' must be a call index (0, 1, ...)");
+      index = static_cast<int>(*call);
     }
     int count = 0;
     for (const auto& l : layers_)

@@ -506,3 +506,25 @@ TEST(TextModels, ShapleyWithTokensAsPlayers) {
   for (int t = 4; t < 9; ++t) EXPECT_LT(std::abs(s.values[0][t].item<double>()), 1e-12) << t;
   EXPECT_GT(max_abs(s.values[0].narrow(0, 0, 4)), 1e-3);
 }
+
+// Points of the wrong shape for the path layer are a ShapeError naming it, from the plain forward (no layers
+// tapped) as from a tapped one.
+TEST(TextModels, PointsOfTheWrongShapeNameThePathLayer) {
+  const auto r = text_cnn_run(fixture(kTextCnn), ids_file(buffer("text_cnn_tokens.pt", "ids"), "shape_ids.pt"),
+                              "path_layer = \"embedding\"\n", 4);
+  const auto wrong = torch::zeros({2, 5, 6}, torch::kDouble);
+  for (int tapped = 0; tapped < 2; ++tapped) {
+    try {
+      if (tapped)
+        (void)r.plan.model->tapped({"convs.0"})->forward(wrong, [](std::size_t, const torch::Tensor& y) { return y; });
+      else
+        (void)r.plan.model->forward(wrong);
+      ADD_FAILURE() << "no error";
+    } catch (const galvani::ShapeError& e) {
+      EXPECT_NE(std::string(e.what()).find("inputs in the space of layer 'embedding' have shape [2, 5, 6] but the "
+                                           "layer's output has [2, 9, 6]"),
+                std::string::npos)
+          << e.what();
+    }
+  }
+}

@@ -9,17 +9,7 @@
 
 namespace galvani::core {
 
-struct RunInputs {
-  torch::Tensor inputs;     ///< [N, ...] in the model's dtype, contiguous
-  torch::Tensor baselines;  ///< [N, ...], like inputs
-  torch::Tensor targets;    ///< [N] int64
-};
-
 class PathLayerModel;
-
-/// Loads `data.inputs` (limited to `data.limit`) and the baselines, in the model's dtype on its device. Throws
-/// ShapeError / ConfigError naming the key and the file for a wrong dtype, shape or non-finite value.
-RunInputs load_inputs(const DataConfig& data, const Model& model);
 
 /// Loads `data.inputs` (limited to `data.limit`) on the model's device: floating point in the model's dtype, or
 /// integer token ids as int64 (only with data.path_layer: integer inputs are never interpolated).
@@ -33,6 +23,13 @@ torch::Tensor make_baselines(const DataConfig& data, const torch::Tensor& inputs
 /// inputs of the model, embedded; other files are values in the layer's space.
 torch::Tensor make_layer_baselines(const DataConfig& data, const torch::Tensor& original, const torch::Tensor& inputs,
                                    const PathLayerModel& model);
+
+/// The token id that pads sentences: the N of baselines = "pad:N", else 0.
+std::int64_t padding_token(const BaselineSpec& baselines);
+
+/// For each row of token ids [N, ...] (each row read flat), how many tokens it has before its trailing run of `pad`
+/// (0 for a row of padding only).
+std::vector<std::int64_t> unpadded_lengths(const torch::Tensor& ids, std::int64_t pad);
 
 /// Resolves `data.target` into per-input classes [N] on the model's device, given the model's outputs on the
 /// inputs ([N, C] or [N]): the predicted class, one class for all, or a file of classes, each checked to be in

@@ -6,6 +6,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "galvani/model.h"
@@ -63,6 +64,9 @@ class PathLayerModel : public Model {
   std::function<torch::Tensor(std::int64_t)> stand_in_maker() const;
   /// The layer names this model serves, in the original's order, and their infos.
   void find_layers(const torch::Tensor& inputs);
+  /// This model's layer list → the original's (the path layer first) and, per requested layer, its index there.
+  /// Throws ModelError for a layer not on the path (before the path layer, beside it, unknown, or twice).
+  std::pair<std::vector<std::string>, std::vector<std::size_t>> translate(const std::vector<std::string>& layers) const;
 
   std::shared_ptr<const Model> model_;
   std::string layer_;
