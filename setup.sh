@@ -11,7 +11,8 @@ case "$mode" in demo|test|build) ;; *) echo "usage: $0 demo|test|build" >&2; exi
 packages=(cmake ninja-build g++ ccache pkg-config
   libtorch-dev libboost-dev libtomlplusplus-dev libtbb-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev zlib1g-dev libcairo2-dev fonts-dejavu-core
-  python3-torch python3-torchvision dataset-fashion-mnist)
+  python3-torch python3-torchvision dataset-fashion-mnist
+  pybind11-dev python3-dev python3-pytest python3-tqdm)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

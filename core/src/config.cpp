@@ -279,6 +279,11 @@ RunConfig parse_config_string(const std::string& text, const std::string& base_d
   return build(convert(table, ""), base_dir, source);
 }
 
+RunConfig parse_config_tree(const OptionValue& root, const std::string& base_dir, const std::string& source) {
+  if (root.kind != OptionValue::Kind::Table) throw ConfigError(source + ": expected a table of settings");
+  return build(root, base_dir, source);
+}
+
 RunConfig parse_config_file(const std::string& path) {
   std::error_code ec;
   if (!fs::is_regular_file(path, ec)) throw ConfigError("config file '" + path + "' does not exist");

@@ -9,11 +9,16 @@ namespace galvani::core {
 
 namespace {
 
+// A tensor file's contents, or the tensor given in its place (the Python API), detached from any autograd graph.
+torch::Tensor read_source(const std::string& file, const torch::Tensor& given) {
+  return given.defined() ? given.detach() : load_tensor(file);
+}
+
 // A baselines file, shaped like `inputs` ([N, ...], one sample [...] for all, [1, ...], or more rows than N), in
 // `dtype` (integer files keep their values: token ids).
-torch::Tensor load_baseline_file(const std::string& file, const torch::Tensor& inputs, const torch::Device& device,
-                                 torch::ScalarType dtype) {
-  auto b = load_tensor(file).to(device, dtype);
+torch::Tensor load_baseline_file(const std::string& file, const torch::Tensor& given, const torch::Tensor& inputs,
+                                 const torch::Device& device, torch::ScalarType dtype) {
+  auto b = read_source(file, given).to(device, dtype);
   if (b.sizes() == inputs.sizes().slice(1)) b = b.unsqueeze(0);
   if (b.dim() == inputs.dim() && b.size(0) == 1 && inputs.size(0) != 1)
     b = b.expand_as(inputs).contiguous();
@@ -31,7 +36,7 @@ bool is_integer(const torch::Tensor& t) { return !t.is_floating_point() && !t.is
 }  // namespace
 
 torch::Tensor load_input_tensor(const DataConfig& data, const Model& model) {
-  auto inputs = load_tensor(data.inputs);
+  auto inputs = read_source(data.inputs, data.inputs_tensor);
   const std::string kind = c10::toString(inputs.scalar_type());
   if (inputs.is_complex() || inputs.scalar_type() == torch::kBool)
     throw ShapeError("data.inputs: '" + data.inputs + "' holds " + kind +
@@ -63,7 +68,7 @@ torch::Tensor make_baselines(const DataConfig& data, const torch::Tensor& inputs
                         "\" replaces token ids, but these inputs are not token ids (or data.path_layer is not set); "
                         "use \"zeros\", \"mean\" or a tensor file");
     case BaselineSpec::Kind::File: {
-      auto b = load_baseline_file(spec.file, inputs, model.device(), model.dtype());
+      auto b = load_baseline_file(spec.file, spec.tensor, inputs, model.device(), model.dtype());
       require_finite(b, "data.baselines '" + spec.file + "'");
       return b;
     }
@@ -95,11 +100,11 @@ torch::Tensor make_layer_baselines(const DataConfig& data, const torch::Tensor& 
       return embed(torch::full_like(original, spec.token));
     case BaselineSpec::Kind::File: {
       // Inputs of the model (token ids) when shaped like them, else values in the path layer's space.
-      auto raw = load_tensor(spec.file);
+      auto raw = read_source(spec.file, spec.tensor);
       const bool like_original = raw.sizes() == original.sizes().slice(1) ||
                                  (raw.dim() == original.dim() && raw.sizes().slice(1) == original.sizes().slice(1));
       if (like_original && (is_integer(raw) == is_integer(original))) {
-        auto b = load_baseline_file(spec.file, original, original.device(), original.scalar_type());
+        auto b = load_baseline_file(spec.file, spec.tensor, original, original.device(), original.scalar_type());
         if (!is_integer(b)) require_finite(b, "data.baselines '" + spec.file + "'");
         return embed(b);
       }
@@ -107,7 +112,7 @@ torch::Tensor make_layer_baselines(const DataConfig& data, const torch::Tensor& 
         throw ShapeError("data.baselines: '" + spec.file + "' holds token ids of shape " + shape_string(raw.sizes()) +
                          "; expected the inputs' shape " + shape_string(original.sizes()) + " or one sample " +
                          shape_string(original.sizes().slice(1)));
-      auto b = load_baseline_file(spec.file, inputs, model.device(), model.dtype());
+      auto b = load_baseline_file(spec.file, spec.tensor, inputs, model.device(), model.dtype());
       require_finite(b, "data.baselines '" + spec.file + "'");
       return b;
     }
@@ -147,7 +152,7 @@ torch::Tensor resolve_targets(const TargetSpec& target, const torch::Tensor& out
       t = torch::full({n}, target.index, torch::TensorOptions().dtype(torch::kLong));
       break;
     case TargetSpec::Kind::File: {
-      const auto raw = load_tensor(target.file);
+      const auto raw = read_source(target.file, target.tensor);
       if (raw.dim() > 1 && raw.numel() != raw.size(0))
         throw ShapeError("data.target: '" + target.file + "' has shape " + shape_string(raw.sizes()) +
                          "; expected one class index per input, [N] (one-hot rows or scores: save their argmax(1))");

@@ -130,7 +130,7 @@ void PluginHost::load_directory(const std::string& dir) {
   for (const auto& f : files) load_file(f);
 }
 
-std::vector<std::string> PluginHost::default_directories() {
+std::vector<std::string> PluginHost::default_directories(const std::string& builtin) {
   // The built-in plugins first: they keep their names, and a plugin on GALVANI_PLUGIN_PATH that registers a
   // taken name is refused as a duplicate instead of replacing a built-in.
   std::vector<std::string> dirs;
@@ -138,7 +138,9 @@ std::vector<std::string> PluginHost::default_directories() {
   const fs::path exe_dir = boost::dll::program_location().parent_path().string();
   const fs::path installed = exe_dir / ".." / GALVANI_INSTALL_PLUGIN_DIR;
   const fs::path beside = exe_dir / "plugins";
-  if (fs::is_directory(beside, ec)) {
+  if (!builtin.empty()) {
+    dirs.push_back(builtin);
+  } else if (fs::is_directory(beside, ec)) {
     dirs.push_back(fs::weakly_canonical(beside, ec).string());
   } else if (fs::is_directory(installed, ec)) {
     dirs.push_back(fs::weakly_canonical(installed, ec).string());
@@ -153,8 +155,8 @@ std::vector<std::string> PluginHost::default_directories() {
   return dirs;
 }
 
-void PluginHost::load_default() {
-  for (const auto& d : default_directories()) {
+void PluginHost::load_default(const std::string& builtin) {
+  for (const auto& d : default_directories(builtin)) {
     bool seen = false;
     for (const auto& r : records_) seen |= fs::path(r.file).parent_path() == fs::path(d);
     if (!seen) load_directory(d);

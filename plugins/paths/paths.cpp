@@ -21,14 +21,25 @@ class StraightLine : public PathGenerator {
   bool zero_baseline_;
 };
 
+// The rules a path's `rule` takes: the quadratures, and captum_trapezoid (Captum's trapezoid weights, which sum to
+// 1 − 1/n: not a quadrature of its own, so not in quadrature_rules(); there for galvani.captum).
+const std::vector<std::string>& path_rules() {
+  static const std::vector<std::string> rules = [] {
+    auto r = quadrature_rules();
+    r.push_back("captum_trapezoid");
+    return r;
+  }();
+  return rules;
+}
+
 void register_paths(Registrar& r) {
   r.add_path("straight-line", "x' + α(x − x'); option rule = riemann_left|right|middle|trapezoid|gausslegendre",
              [](const Options& o) {
-               return std::make_unique<StraightLine>(o.get_choice("rule", "gausslegendre", quadrature_rules()), false);
+               return std::make_unique<StraightLine>(o.get_choice("rule", "gausslegendre", path_rules()), false);
              });
   r.add_path("interior-gradient", "scaled inputs α·x (zero baseline), as in interior gradients; option rule",
              [](const Options& o) {
-               return std::make_unique<StraightLine>(o.get_choice("rule", "riemann_right", quadrature_rules()), true);
+               return std::make_unique<StraightLine>(o.get_choice("rule", "riemann_right", path_rules()), true);
              });
 }
 

@@ -61,6 +61,13 @@ Quadrature make_quadrature(const std::string& rule, int steps) {
     for (int k = 0; k < steps; ++k) q.alphas.push_back(k * h);
     q.weights.assign(steps, h);
     q.weights.front() = q.weights.back() = h / 2;
+  } else if (rule == "captum_trapezoid") {
+    // Captum's riemann_trapezoid: the trapezoid's points, but every weight 1/n (the ends 1/(2n)), so the weights
+    // sum to 1 − 1/n. Kept only so that galvani.captum matches Captum; it is not a consistent quadrature.
+    if (steps < 2) throw ConfigError("the trapezoid rule needs at least 2 steps, got " + std::to_string(steps));
+    for (int k = 0; k < steps; ++k) q.alphas.push_back(k / (n - 1));
+    q.weights.assign(steps, 1.0 / n);
+    q.weights.front() = q.weights.back() = 0.5 / n;
   } else if (rule == "gausslegendre") {
     std::vector<double> x, w;
     gauss_legendre(steps, x, w);

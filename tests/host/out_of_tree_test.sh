@@ -77,4 +77,23 @@ echo "comparison with out-of-tree method, path and evaluator: ok"
 GALVANI_PLUGIN_PATH="$tmp/oot-backend/build" "$galvani" layers "$src/docs/examples/fashion_cnn.pt" \
   --backend oot-backend --input-shape 1,28,28 | grep -q "classifier"
 echo "out-of-tree backend lists the model's layers: ok"
+
+# The installed Python package (when the build has one): imported from the prefix with the build tree out of the
+# way, it finds its engine's libraries and the installed plugins, and the out-of-tree method on GALVANI_PLUGIN_PATH.
+if [ -f "$build/python/galvani/__init__.py" ]; then
+  site=$(find "$prefix" -path '*-packages/galvani/__init__.py' | head -n 1)
+  test -n "$site" || { echo "cmake --install put no galvani Python package under $prefix" >&2; exit 1; }
+  (cd "$tmp" && GALVANI_PLUGIN_PATH="$tmp/oot-method/build" PYTHONPATH=$(dirname "$(dirname "$site")") /usr/bin/python3 -c "
+import sys, torch, galvani
+assert galvani.__file__.startswith('$prefix'), galvani.__file__
+plugins = galvani.plugins()
+assert all(p['loaded'] for p in plugins), [p for p in plugins if not p['loaded']]
+assert any(p['file'].startswith('$prefix') for p in plugins), [p['file'] for p in plugins]
+assert 'oot-method' in galvani.methods(), galvani.methods()
+x = torch.load('$src/docs/examples/fashion_test.pt')[:4]
+r = galvani.Session('$src/docs/examples/fashion_cnn.pt').attribute('nig', x, layers=['features.4'], progress=False)
+assert r['features.4'].values.shape == (4, 32, 14, 14)
+") || { echo "the installed Python package does not work" >&2; exit 1; }
+  echo "installed Python package imports and runs from the prefix: ok"
+fi
 echo "1 passed, 0 failed"

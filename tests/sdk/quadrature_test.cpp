@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "galvani/path.h"
@@ -57,4 +58,17 @@ TEST(Quadrature, BadRuleOrStepsIsAConfigError) {
   EXPECT_THROW(make_quadrature("simpson", 10), galvani::ConfigError);
   EXPECT_THROW(make_quadrature("riemann_left", 0), galvani::ConfigError);
   EXPECT_THROW(make_quadrature("riemann_trapezoid", 1), galvani::ConfigError);
+}
+
+TEST(Quadrature, CaptumTrapezoidHasCaptumsWeightsSummingToOneMinusOneOverN) {
+  // Not among quadrature_rules() (its weights do not integrate constants exactly); galvani.captum uses it.
+  const auto q = make_quadrature("captum_trapezoid", 5);
+  ASSERT_EQ(q.alphas.size(), 5u);
+  EXPECT_DOUBLE_EQ(q.alphas[1], 0.25);
+  EXPECT_DOUBLE_EQ(q.alphas.back(), 1.0);
+  EXPECT_DOUBLE_EQ(q.weights.front(), 0.1);
+  EXPECT_DOUBLE_EQ(q.weights[2], 0.2);
+  EXPECT_NEAR(integrate(q, [](double) { return 1.0; }), 0.8, 1e-15);
+  const auto& rules = galvani::quadrature_rules();
+  EXPECT_EQ(std::find(rules.begin(), rules.end(), "captum_trapezoid"), rules.end());
 }

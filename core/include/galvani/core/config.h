@@ -33,6 +33,8 @@ struct BaselineSpec {
   Kind kind = Kind::Zeros;
   std::int64_t token = 0;           ///< Kind::Token
   std::string file;                 ///< Kind::File: resolved against the config file's folder
+  /// Kind::File given in memory (the Python API): used instead of reading `file`, which then names it in messages.
+  torch::Tensor tensor;
   /// As the config says it: "zeros", "mean", "pad:N" or the file.
   std::string describe() const;
 };
@@ -43,12 +45,17 @@ struct TargetSpec {
   Kind kind = Kind::Predicted;
   std::int64_t index = 0;           ///< Kind::Class
   std::string file;                 ///< Kind::File: resolved against the config file's folder
+  /// Kind::File given in memory (the Python API): used instead of reading `file`, which then names it in messages.
+  torch::Tensor tensor;
   /// As the config says it: "predicted", the class index or the file.
   std::string describe() const;
 };
 
 struct DataConfig {
   std::string inputs;               ///< tensor file [N, ...]
+  /// The inputs given in memory (the Python API): used instead of reading `inputs`, which then names them in
+  /// messages.
+  torch::Tensor inputs_tensor;
   BaselineSpec baselines;
   TargetSpec target;
   std::int64_t limit = 0;           ///< use the first `limit` inputs (0 = all)
@@ -106,5 +113,9 @@ RunConfig parse_config_file(const std::string& path);
 /// Same, from text; `base_dir` resolves relative paths.
 RunConfig parse_config_string(const std::string& text, const std::string& base_dir,
                               const std::string& source = "<string>");
+/// Same, from the parsed tree (a table of tables, as TOML gives it: the Python API builds it from keyword
+/// arguments); checked exactly as a file is.
+RunConfig parse_config_tree(const OptionValue& root, const std::string& base_dir,
+                            const std::string& source = "<arguments>");
 
 }  // namespace galvani::core

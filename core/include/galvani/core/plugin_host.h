@@ -34,10 +34,13 @@ class PluginHost {
   const PluginRecord& load_file(const std::string& file);
   /// Loads every `*.so` in a folder (sorted by name); a missing folder is recorded as an error.
   void load_directory(const std::string& dir);
-  /// The default search path: GALVANI_PLUGIN_PATH (':'-separated) then the built-in plugin folder.
-  void load_default();
-  /// The folder the host's own plugins are in (next to the executable, or the build folder).
-  static std::vector<std::string> default_directories();
+  /// The default search path: the built-in plugin folder, then GALVANI_PLUGIN_PATH (':'-separated).
+  /// `builtin`: that folder when the caller knows it (the Python module, which is not an executable beside its
+  /// plugins); empty: found from the executable's location.
+  void load_default(const std::string& builtin = {});
+  /// The folders of the default search path: the host's own plugins (`builtin`, or next to the executable, or the
+  /// build folder), then GALVANI_PLUGIN_PATH's.
+  static std::vector<std::string> default_directories(const std::string& builtin = {});
 
   const Registry& registry() const { return registry_; }
   const std::vector<PluginRecord>& records() const { return records_; }
