@@ -84,20 +84,15 @@ struct LayersArgs {
 int cmd_layers(const LayersArgs& a) {
   auto& host = global_plugin_host();
   host.load_default();
-  const auto& c = host.registry().get(galvani::core::ComponentKind::Backend, a.backend);
-  auto backend = galvani::core::call_plugin(c.plugin, [&] { return c.backend(); });
-  auto model = galvani::core::call_plugin(c.plugin, [&] { return backend->load(a.model, {}); });
   torch::Tensor example;
   if (!a.inputs.empty()) {
-    example = galvani::load_tensor(a.inputs).narrow(0, 0, 1);
-    if (example.is_floating_point()) example = example.to(model->dtype());  // token ids stay integers
+    example = galvani::load_tensor(a.inputs);
   } else if (!a.input_shape.empty()) {
     std::vector<std::int64_t> shape{1};
     shape.insert(shape.end(), a.input_shape.begin(), a.input_shape.end());
-    example = torch::zeros(shape, torch::TensorOptions().dtype(model->dtype()));
+    example = torch::zeros(shape);  // in the model's dtype once loaded
   }
-  if (example.defined()) galvani::core::call_plugin(c.plugin, [&] { model->probe(example); return 0; });
-  const auto layers = model->layers();
+  const auto layers = galvani::core::list_layers(host, a.backend, a.model, {}, example);
   std::size_t w = 5;
   for (const auto& l : layers) w = std::max(w, l.name.size());
   std::cout << std::left << std::setw(static_cast<int>(w) + 2) << "layer" << std::setw(22) << "type"

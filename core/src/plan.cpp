@@ -334,6 +334,23 @@ std::string Plan::describe() const {
   return out.str();
 }
 
+std::vector<LayerInfo> list_layers(PluginHost& host, const std::string& backend, const std::string& path,
+                                   const ModelOptions& options, torch::Tensor example) {
+  const auto& c = host.registry().get(ComponentKind::Backend, backend);
+  auto loader = non_null(c.plugin, "the factory of backend '" + backend + "'", call_plugin(c.plugin, [&] { return c.backend(); }));
+  auto model = non_null(c.plugin, "loading the model", call_plugin(c.plugin, [&] { return loader->load(path, options); }));
+  if (example.defined()) {
+    if (example.dim() == 0) throw ShapeError("the example input is a scalar; expected a batch [N, ...]");
+    example = example.narrow(0, 0, 1).to(model->device());
+    if (example.is_floating_point()) example = example.to(model->dtype());  // token ids stay integers
+    call_plugin(c.plugin, [&] {
+      model->probe(example);
+      return 0;
+    });
+  }
+  return model->layers();
+}
+
 Plan make_plan(const RunConfig& config, PluginHost& host, Timings* timings) {
   Timings local;
   Timings& t = timings ? *timings : local;

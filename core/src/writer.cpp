@@ -128,7 +128,7 @@ void write_results(const Plan& plan, const RunResult& result, const std::string&
     save_tensor(r.values, file);
     json m = {{"method", r.method},
               {"layer", r.layer},
-              {"space", r.space == Space::Layer ? "layer" : r.space == Space::Input ? "input" : "unit-input"},
+              {"space", to_string(r.space)},
               {"shape", r.values.sizes().vec()},
               {"file", fs::relative(file, dir).string()}};
     if (r.delta.defined()) {

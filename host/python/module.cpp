@@ -9,7 +9,6 @@
 #include <ATen/DLConvertor.h>
 #include <torch/script.h>
 
-#include <filesystem>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -24,7 +23,6 @@
 #include "galvani/core/process.h"
 #include "galvani/core/writer.h"
 #include "galvani/error.h"
-#include "galvani/tensor_io.h"
 #include "galvani/version.h"
 
 namespace py = pybind11;
@@ -139,15 +137,6 @@ core::PluginHost& plugin_host() {
 
 // ---- results as Python objects ---------------------------------------------------------------------------------
 
-const char* space_name(galvani::Space s) {
-  switch (s) {
-    case galvani::Space::Layer: return "layer";
-    case galvani::Space::Input: return "input";
-    case galvani::Space::UnitInput: return "unit-input";
-  }
-  return "layer";
-}
-
 py::dict evaluation_to_python(const galvani::Evaluation& e) {
   py::list metrics, tables, curves, matrices;
   for (const auto& m : e.metrics)
@@ -193,7 +182,7 @@ class Run {
       py::dict extras;
       for (const auto& [k, v] : r.extras) extras[py::str(k)] = to_python(v);
       out.append(py::dict(py::arg("method") = r.method, py::arg("layer") = r.layer,
-                          py::arg("space") = space_name(r.space), py::arg("values") = to_python(r.values),
+                          py::arg("space") = core::to_string(r.space), py::arg("values") = to_python(r.values),
                           py::arg("delta") = to_python(r.delta), py::arg("extras") = extras,
                           py::arg("notes") = r.notes));
     }
@@ -233,7 +222,8 @@ class Run {
 /// A planned run: everything checked, nothing computed yet.
 class Planned {
  public:
-  explicit Planned(std::shared_ptr<core::Plan> plan) : plan_(std::move(plan)) {}
+  Planned(std::shared_ptr<core::Plan> plan, core::Timings planning)
+      : plan_(std::move(plan)), planning_(std::move(planning)) {}
   std::string describe() const { return plan_->describe(); }
   std::string output_dir() const { return plan_->config.output.dir; }
 
@@ -260,13 +250,23 @@ class Planned {
       py::gil_scoped_release release;
       result = core::execute(*plan_, fn);
     }
+    result.timings.insert(planning_.begin(), planning_.end());  // as `galvani run` reports them
     if (callback_error) throw std::move(*callback_error);
     return Run(plan_, std::move(result));
   }
 
  private:
   std::shared_ptr<core::Plan> plan_;
+  core::Timings planning_;  ///< make_plan's stages
 };
+
+Planned plan_config(const core::RunConfig& config) {
+  auto& host = plugin_host();
+  py::gil_scoped_release release;
+  core::Timings planning;
+  auto plan = std::make_shared<core::Plan>(core::make_plan(config, host, &planning));
+  return Planned(std::move(plan), std::move(planning));
+}
 
 // Plans a config: from a tree (Python keyword arguments) with tensors in place of the data files, or from a file.
 Planned plan_tree(const py::dict& tree, const std::string& base_dir, const std::string& source,
@@ -286,47 +286,26 @@ Planned plan_tree(const py::dict& tree, const std::string& base_dir, const std::
     config.data.target.tensor = to_aten(target, "target");
     config.data.target.file = "<target tensor>";
   }
-  auto& host = plugin_host();
-  py::gil_scoped_release release;
-  core::Timings planning;
-  auto plan = std::make_shared<core::Plan>(core::make_plan(config, host, &planning));
-  return Planned(std::move(plan));
+  return plan_config(config);
 }
 
 Planned plan_file(const std::string& path, const std::string& out) {
   auto config = core::parse_config_file(path);
   if (!out.empty()) config.output.dir = out;
-  auto& host = plugin_host();
-  py::gil_scoped_release release;
-  return Planned(std::make_shared<core::Plan>(core::make_plan(config, host)));
+  return plan_config(config);
 }
 
 // What `galvani layers` prints, as records.
-py::list layers(const std::string& model_path, const std::string& backend_name, const py::object& example,
+py::list layers(const std::string& model_path, const std::string& backend, const py::object& example,
                 const std::string& device) {
   auto& host = plugin_host();
-  const auto& c = host.registry().get(core::ComponentKind::Backend, backend_name);
   galvani::ModelOptions options;
   options.device = torch::Device(device);
-  torch::Tensor x;
-  if (!example.is_none()) x = to_aten(example, "example_input");
+  const torch::Tensor x = example.is_none() ? torch::Tensor() : to_aten(example, "example_input");
   std::vector<galvani::LayerInfo> infos;
   {
     py::gil_scoped_release release;
-    auto backend = core::non_null(c.plugin, "the factory of backend '" + backend_name + "'",
-                                  core::call_plugin(c.plugin, [&] { return c.backend(); }));
-    auto model = core::non_null(c.plugin, "loading the model",
-                                core::call_plugin(c.plugin, [&] { return backend->load(model_path, options); }));
-    if (x.defined()) {
-      if (x.dim() == 0) throw galvani::ShapeError("example_input: expected a batch [N, ...], got a scalar");
-      x = x.narrow(0, 0, 1).to(model->device());
-      if (x.is_floating_point()) x = x.to(model->dtype());  // token ids stay integers
-      core::call_plugin(c.plugin, [&] {
-        model->probe(x);
-        return 0;
-      });
-    }
-    infos = model->layers();
+    infos = core::list_layers(host, backend, model_path, options, x);
   }
   py::list out;
   for (const auto& l : infos) {

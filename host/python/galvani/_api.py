@@ -123,7 +123,7 @@ class Result(_Outcome, _ByLayer):
 class RunResults(_Outcome):
     """A whole run: every method's attributions, the evaluations, and what failed.
 
-    ``results[method]`` is that method's Result; ``evaluations[name]`` an Evaluation; ``failures`` lists the methods
+    ``r[method]`` is that method's attributions by layer; ``evaluations[name]`` an Evaluation; ``failures`` lists the methods
     and evaluators that failed while the rest went on (``complete`` is then False)."""
 
     def __init__(self, run):
@@ -353,19 +353,12 @@ class Session:
         """Runs several methods (sharing their passes over the same path) and evaluators, as one config's
         [[methods]] and [[evaluators]] would: each a method name or a dict of its keys ({"plugin": "conductance",
         "layers": [...], "steps": 50, ...}). Returns RunResults; `write()` it to get the report."""
-        entries = [m if isinstance(m, dict) else {"plugin": m} for m in _as_list(methods, "methods")]
-        for e in entries:
-            if "layers" in e:
-                e["layers"] = _layer_names(e["layers"])
-        evals = [e if isinstance(e, dict) else {"plugin": e} for e in _as_list(evaluators, "evaluators")]
-        planned = self._plan(inputs, baselines, target, entries, evals, limit, output_dir)
+        planned = self._plan(inputs, baselines, target, *_entries(methods, evaluators), limit, output_dir)
         return RunResults(_execute(planned, progress))
 
     def plan(self, methods, inputs, *, baselines="zeros", target="predicted", evaluators=(), limit=None):
         """What compare() would do, as `galvani run --dry-run` prints it; computes nothing."""
-        entries = [m if isinstance(m, dict) else {"plugin": m} for m in _as_list(methods, "methods")]
-        evals = [e if isinstance(e, dict) else {"plugin": e} for e in _as_list(evaluators, "evaluators")]
-        return self._plan(inputs, baselines, target, entries, evals, limit, None).describe()
+        return self._plan(inputs, baselines, target, *_entries(methods, evaluators), limit, None).describe()
 
     def layers(self, example_input=None):
         """The model's layers (Layer records); with an example input, their output shapes too."""
@@ -380,6 +373,16 @@ def _as_list(value, what):
     if isinstance(value, (list, tuple)):
         return list(value)
     raise ConfigError(f"{what}: expected a list of names or dicts, got {type(value).__name__}")
+
+
+def _entries(methods, evaluators):
+    """compare()'s and plan()'s methods and evaluators as the config's [[methods]] and [[evaluators]] tables."""
+    entries = [dict(m) if isinstance(m, dict) else {"plugin": m} for m in _as_list(methods, "methods")]
+    for e in entries:
+        if "layers" in e:
+            e["layers"] = _layer_names(e["layers"])
+    evals = [e if isinstance(e, dict) else {"plugin": e} for e in _as_list(evaluators, "evaluators")]
+    return entries, evals
 
 
 def _layer_names(layers):

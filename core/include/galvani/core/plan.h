@@ -78,6 +78,12 @@ struct Plan {
   std::string describe() const;
 };
 
+/// What `galvani layers` lists: the model at `path` loaded by backend `backend` with `options`, its layer shapes
+/// probed on the first input of `example` when that is defined (floating point in the model's dtype, token ids as
+/// they are). Errors in plugin code come out as PluginError naming the plugin.
+std::vector<LayerInfo> list_layers(PluginHost& host, const std::string& backend, const std::string& path,
+                                   const ModelOptions& options, torch::Tensor example);
+
 /// Builds the plan: loads extra plugins, the model, data and targets; constructs every component from its
 /// options (unknown keys → ConfigError naming the key); validates layers; groups methods into shared passes;
 /// sizes the shards. Adds the seconds each planning stage took to `timings` when given.

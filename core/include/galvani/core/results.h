@@ -12,6 +12,16 @@
 
 namespace galvani::core {
 
+/// How results name a Space (summary.json's "space", the Python package's): "layer", "input", "unit-input".
+inline const char* to_string(Space space) {
+  switch (space) {
+    case Space::Layer: return "layer";
+    case Space::Input: return "input";
+    case Space::UnitInput: return "unit-input";
+  }
+  return "layer";
+}
+
 /// Seconds per stage ("load model", "pass [...]", "method NAME", "evaluator NAME", "run (wall)").
 using Timings = std::map<std::string, double>;
 
