@@ -4,7 +4,6 @@
 //   galvani_bench [--benchmark_filter=fashion]   models: docs/examples/fashion_cnn.pt (batch 64) and
 //                                                bench_models/resnet18_bench_traced.pt (batch 8, 3×64×64)
 #include <benchmark/benchmark.h>
-#include <torch/csrc/autograd/autograd.h>
 
 #include <filesystem>
 #include <map>
@@ -12,11 +11,10 @@
 #include <sstream>
 
 #include "bench_support.h"
+#include "galvani/core/bench.h"
 #include "galvani/core/config.h"
 #include "galvani/core/execute.h"
 #include "galvani/core/plan.h"
-#include "galvani/passes.h"
-#include "galvani/tap.h"
 
 namespace {
 
@@ -58,33 +56,13 @@ void report_points(benchmark::State& state, const Case& c) {
   state.counters["points"] = static_cast<double>((c.steps + 2) * c.batch);
 }
 
-// The floor: over the same shards and threads as the runner, the same grid points in the same chunks, one
-// forward (with the layer captured) and one backward to the layer per chunk. Nothing stored.
+// The floor: the shared pass's grid points over the same shards and threads as the runner, in the same chunks,
+// one forward (with the layer captured) and one backward to the layer per chunk; nothing stored
+// (core::run_floor, which `galvani bench` runs too).
 void BM_Floor(benchmark::State& state, const std::string& name) {
   const Case& c = cases().at(name);
   const auto plan = make(c, method_entry("nig", c), static_cast<int>(state.range(0)));
-  auto tapped = plan->model->tapped({c.layer});
-  const auto chunk = galvani::default_internal_batch(plan->inputs[0].numel());
-  const auto q = galvani::make_quadrature("gausslegendre", c.steps);
-  std::vector<double> grid{0.0};
-  grid.insert(grid.end(), q.alphas.begin(), q.alphas.end());
-  grid.push_back(1.0);
-  for (auto _ : state) {
-    galvani::bench::for_each_shard(*plan, [&](int64_t start, int64_t len) {
-      const auto x = plan->inputs.narrow(0, start, len);
-      const auto xb = plan->baselines.narrow(0, start, len);
-      const auto tg = plan->targets.narrow(0, start, len).repeat({static_cast<int64_t>(grid.size())});
-      const auto a = torch::tensor(grid, x.options()).view({-1, 1, 1, 1, 1});
-      const auto pts = (xb.unsqueeze(0) + a * (x - xb).unsqueeze(0)).reshape({-1, x.size(1), x.size(2), x.size(3)});
-      for (int64_t p = 0; p < pts.size(0); p += chunk) {
-        const auto l = std::min(chunk, pts.size(0) - p);
-        std::vector<torch::Tensor> cap;
-        const auto out = tapped->forward(pts.narrow(0, p, l).detach().requires_grad_(true), galvani::taps::capture(cap));
-        const auto f = plan->objective(out, tg.narrow(0, p, l));
-        benchmark::DoNotOptimize(torch::autograd::grad({f.sum()}, {cap[0]})[0]);
-      }
-    });
-  }
+  for (auto _ : state) benchmark::DoNotOptimize(galvani::core::run_floor(*plan, plan->groups.at(0)));
   report_points(state, c);
 }
 

@@ -12,6 +12,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "galvani/core/bench.h"
 #include "galvani/core/config.h"
 #include "galvani/core/execute.h"
 #include "galvani/core/plan.h"
@@ -214,6 +215,35 @@ int cmd_run(const RunArgs& a) {
   return 0;
 }
 
+struct BenchArgs {
+  std::string config, json = "bench.json";
+  int repetitions = 5;
+  std::int64_t limit = 0;
+  bool quiet = false;
+};
+
+int cmd_bench(const BenchArgs& a) {
+  auto config = galvani::core::parse_config_file(a.config);
+  if (a.limit > 0) config.data.limit = a.limit;
+  auto& host = global_plugin_host();
+  host.load_default();
+  galvani::core::Timings planning;
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto plan = galvani::core::make_plan(config, host, &planning);
+  planning["planning (wall)"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (!a.quiet) std::cerr << plan.describe();
+  auto report = galvani::core::bench(plan, a.repetitions, [&](const std::string& line) {
+    if (!a.quiet) std::cerr << line << "\n";
+  });
+  report.planning = planning;
+  std::cout << report.table();
+  if (!a.json.empty()) {
+    galvani::write_file_atomic(a.json, report.json());
+    if (!a.quiet) std::cerr << "wrote " << a.json << "\n";
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -230,6 +260,21 @@ int main(int argc, char** argv) {
   run_cmd->add_option("--out", run.out, "results folder (default: [output] dir of the config)");
   run_cmd->add_flag("--dry-run", run.dry_run, "check the config and print the plan; compute and write nothing");
   run_cmd->add_flag("--quiet", run.quiet, "no plan, progress or summary (notes still show)");
+
+  BenchArgs bench;
+  auto* bench_cmd = app.add_subcommand(
+      "bench", "time every method of a config alone and together against the floor (a plain chunked "
+               "forward+backward over the same points, same shards and threads)");
+  bench_cmd->add_option("config", bench.config, "the run's TOML file (docs/config.md); evaluators are not run")
+      ->required();
+  bench_cmd->add_option("--repetitions,-r", bench.repetitions, "timed repetitions per method, after one untimed run")
+      ->check(CLI::Range(1, 10000))
+      ->capture_default_str();
+  bench_cmd->add_option("--limit", bench.limit, "time on the first N inputs only (as [data] limit)")
+      ->check(CLI::PositiveNumber);
+  bench_cmd->add_option("--json", bench.json, "write every timing here as JSON (\"\": do not write)")
+      ->capture_default_str();
+  bench_cmd->add_flag("--quiet", bench.quiet, "print the table only");
 
   auto* plugins_cmd = app.add_subcommand("plugins", "list plugins, their components and load errors");
 
@@ -278,6 +323,7 @@ int main(int argc, char** argv) {
     if (*layers_cmd) return cmd_layers(layers);
     if (*new_plugin_cmd) return cmd_new_plugin(scaffold);
     if (*run_cmd) return cmd_run(run);
+    if (*bench_cmd) return cmd_bench(bench);
     std::cerr << app.get_formatter()->make_help(&app, "galvani", CLI::AppFormatMode::Normal);
     return kUsageError;
   } catch (const galvani::Error& e) {

@@ -351,7 +351,26 @@ std::vector<LayerInfo> list_layers(PluginHost& host, const std::string& backend,
   return model->layers();
 }
 
-Plan make_plan(const RunConfig& config, PluginHost& host, Timings* timings) {
+std::shared_ptr<Model> ModelCache::get(const ModelConfig& config, const std::function<std::shared_ptr<Model>()>& load) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const auto size = fs::file_size(config.path, ec);
+  const auto mtime = fs::last_write_time(config.path, ec).time_since_epoch().count();
+  std::ostringstream key;
+  key << config.backend << '\n' << config.path << '\n' << size << ' ' << mtime << '\n' << config.device << ' '
+      << (config.dtype ? static_cast<int>(*config.dtype) : -1) << ' ' << config.training << ' '
+      << config.onednn_linear << '\n' << config.output_element;
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (!model_ || key_ != key.str()) {
+    model_.reset();  // the old model goes before the new one is loaded
+    model_ = load();
+    key_ = key.str();
+    ++loads_;
+  }
+  return model_;
+}
+
+Plan make_plan(const RunConfig& config, PluginHost& host, Timings* timings, ModelCache* models) {
   Timings local;
   Timings& t = timings ? *timings : local;
   Plan plan;
@@ -370,8 +389,11 @@ Plan make_plan(const RunConfig& config, PluginHost& host, Timings* timings) {
   mo.training = config.model.training;
   mo.onednn_linear = config.model.onednn_linear;
   mo.output_element = config.model.output_element;
-  plan.model = non_null(backend_c.plugin, "loading the model",
-                        call_plugin(backend_c.plugin, [&] { return backend->load(config.model.path, mo); }));
+  const auto load = [&] {
+    return non_null(backend_c.plugin, "loading the model",
+                    call_plugin(backend_c.plugin, [&] { return backend->load(config.model.path, mo); }));
+  };
+  plan.model = models ? models->get(config.model, load) : load();
   t["load model"] += seconds_since(t0);
 
   t0 = Clock::now();

@@ -260,17 +260,19 @@ class Planned {
   core::Timings planning_;  ///< make_plan's stages
 };
 
-Planned plan_config(const core::RunConfig& config) {
+Planned plan_config(const core::RunConfig& config, core::ModelCache* models = nullptr) {
   auto& host = plugin_host();
   py::gil_scoped_release release;
   core::Timings planning;
-  auto plan = std::make_shared<core::Plan>(core::make_plan(config, host, &planning));
+  auto plan = std::make_shared<core::Plan>(core::make_plan(config, host, &planning, models));
   return Planned(std::move(plan), std::move(planning));
 }
 
 // Plans a config: from a tree (Python keyword arguments) with tensors in place of the data files, or from a file.
+// `models` (a Session's) keeps the loaded model from call to call.
 Planned plan_tree(const py::dict& tree, const std::string& base_dir, const std::string& source,
-                  const py::object& inputs, const py::object& baselines, const py::object& target) {
+                  const py::object& inputs, const py::object& baselines, const py::object& target,
+                  core::ModelCache* models) {
   auto config = core::parse_config_tree(to_option(tree, ""), base_dir, source);
   if (!inputs.is_none()) {
     config.data.inputs_tensor = to_aten(inputs, "inputs");
@@ -286,7 +288,7 @@ Planned plan_tree(const py::dict& tree, const std::string& base_dir, const std::
     config.data.target.tensor = to_aten(target, "target");
     config.data.target.file = "<target tensor>";
   }
-  return plan_config(config);
+  return plan_config(config, models);
 }
 
 Planned plan_file(const std::string& path, const std::string& out) {
@@ -407,8 +409,11 @@ PYBIND11_MODULE(_galvani, m) {
       .def("describe", &Planned::describe)
       .def_property_readonly("output_dir", &Planned::output_dir)
       .def("execute", &Planned::execute, py::arg("progress") = py::none());
+  py::class_<core::ModelCache>(m, "ModelCache", "a model loaded once and reused by the plans given it")
+      .def(py::init<>())
+      .def_property_readonly("loads", &core::ModelCache::loads, "how many times a model was loaded");
   m.def("plan_tree", &plan_tree, py::arg("tree"), py::arg("base_dir"), py::arg("source"), py::arg("inputs"),
-        py::arg("baselines"), py::arg("target"));
+        py::arg("baselines"), py::arg("target"), py::arg("models") = nullptr);
   m.def("plan_file", &plan_file, py::arg("path"), py::arg("out") = "");
   m.def("layers", &layers, py::arg("model_path"), py::arg("backend") = "torchscript",
         py::arg("example") = py::none(), py::arg("device") = "cpu");

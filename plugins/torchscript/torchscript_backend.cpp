@@ -283,6 +283,12 @@ class TorchScriptModel : public Model {
     std::vector<std::optional<std::vector<std::int64_t>>> shapes(names.size());
     torch::Tensor x = example.to(device_);
     if (x.is_floating_point()) x = x.to(dtype_);
+    // A model kept between runs (a Python session) is probed once per input shape and kind.
+    const auto key = std::make_pair(x.sizes().slice(1).vec(), x.scalar_type());
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (probed_ == key) return;
+    }
     torch::NoGradGuard no_grad;
     // Not cached: a forward with every layer tapped is for this one call.
     make_tapped(names)->run(
@@ -294,6 +300,7 @@ class TorchScriptModel : public Model {
         nullptr, /*strict=*/false);
     std::lock_guard<std::mutex> lock(mutex_);
     for (std::size_t i = 0; i < names.size(); ++i) layers_[i].shape = shapes[i].value_or(std::vector<std::int64_t>{});
+    probed_ = key;
   }
 
   torch::Device device() const override { return device_; }
@@ -525,8 +532,9 @@ class TorchScriptModel : public Model {
   std::map<std::string, std::string> untappable_;  // submodules whose output is not a Tensor → its type
   std::set<std::string> uncalled_;                 // submodules without a call site in the forward graph
   std::map<std::string, std::set<std::string>> callers_;  // module path → the calls inlined to reach its sites
-  mutable std::mutex mutex_;                       // guards layers_ (shapes) and cache_
+  mutable std::mutex mutex_;                       // guards layers_ (shapes), probed_ and cache_
   std::vector<LayerInfo> layers_;
+  std::optional<std::pair<std::vector<std::int64_t>, torch::ScalarType>> probed_;  // what layers_' shapes are for
   mutable std::map<std::vector<std::string>, std::shared_ptr<const TappedForward>> cache_;
   mutable std::map<std::string, std::shared_ptr<const TailForward>> tails_;
   mutable std::map<std::pair<std::vector<std::string>, std::vector<std::size_t>>,

@@ -98,56 +98,100 @@ std::int64_t default_internal_batch(std::int64_t sample_numel, const torch::Devi
   return std::clamp<std::int64_t>(target_elements / std::max<std::int64_t>(sample_numel, 1), 4, 1024);
 }
 
-PathPass compute_path_pass(const Model& model, const PathPassSpec& spec, const torch::Tensor& inputs,
-                           const torch::Tensor& baselines, const torch::Tensor& targets, const Objective& objective) {
+namespace {
+
+// The rows one pass computes, in the order its chunks take them.
+struct PassPoints {
+  torch::Tensor points;        ///< [rows, *input shape]: α-major, point p is sample p % B at grid position p / B
+  torch::Tensor velocity;      ///< dy/dα's input direction per row (tangents only)
+  torch::Tensor targets;       ///< per row
+  /// Endpoints with one baseline for every input (zeros, the mean): y(x′) and ∂F/∂y(x′) depend on the target
+  /// only, so the baseline is computed once per distinct target (K rows instead of B); `baseline_rows` gathers
+  /// its rows back to the inputs.
+  torch::Tensor baseline_rows;
+};
+
+// Checks a pass's data, fills `pass`'s inputs, baselines, quadrature and grid, and lays out its rows.
+PassPoints pass_points(const PathPassSpec& spec, const torch::Tensor& inputs, const torch::Tensor& baselines,
+                       const torch::Tensor& targets, PathPass& pass) {
   if (inputs.dim() < 1 || inputs.size(0) == 0) throw ShapeError("a pass needs at least one input");
   if (baselines.sizes() != inputs.sizes())
     throw ShapeError("baselines have shape " + shape_string(baselines.sizes()) + " but inputs have " +
                      shape_string(inputs.sizes()));
   const int64_t batch = inputs.size(0);
-
-  PathPass pass;
   pass.inputs = inputs;
   pass.baselines = spec.path ? spec.path->baseline(inputs, baselines) : baselines;
   if (spec.path) pass.quadrature = spec.path->quadrature(spec.steps);
   build_grid(pass.quadrature, pass.t, pass.quad_index);
   const auto grid = static_cast<int64_t>(pass.t.size());
 
-  // Points are α-major: point p is sample p % B at grid position p / B.
-  torch::Tensor points;
-  torch::Tensor velocity;
-  torch::Tensor all_targets;
-  // Endpoints with one baseline for every input (zeros, the mean): y(x′) and ∂F/∂y(x′) depend on the target
-  // only, so the baseline is computed once per distinct target (K rows instead of B) and its rows are
-  // gathered back to the inputs by `baseline_rows` after the loop.
-  torch::Tensor baseline_rows;
+  PassPoints p;
   if (spec.path) {
-    points = spec.path->points(inputs, pass.baselines, pass.t);
-    if (spec.tangents) velocity = spec.path->velocity(inputs, pass.baselines, pass.t);
-    all_targets = targets.repeat({grid});
+    p.points = spec.path->points(inputs, pass.baselines, pass.t);
+    if (spec.tangents) p.velocity = spec.path->velocity(inputs, pass.baselines, pass.t);
+    p.targets = targets.repeat({grid});
   } else if (!spec.tangents && !spec.input_grads && batch > 1 &&
              torch::equal(pass.baselines, pass.baselines.narrow(0, 0, 1).expand_as(pass.baselines))) {
     const auto [classes, inverse] = at::_unique(targets, /*sorted=*/true, /*return_inverse=*/true);
-    baseline_rows = inverse;
+    p.baseline_rows = inverse;
     auto sizes = inputs.sizes().vec();
     sizes[0] = classes.size(0);
-    points = torch::cat({pass.baselines.narrow(0, 0, 1).expand(sizes), inputs}, 0);
-    all_targets = torch::cat({classes, targets});
+    p.points = torch::cat({pass.baselines.narrow(0, 0, 1).expand(sizes), inputs}, 0);
+    p.targets = torch::cat({classes, targets});
   } else {
     // Endpoints only: the baseline, then the input.
-    points = torch::cat({pass.baselines, inputs}, 0);
+    p.points = torch::cat({pass.baselines, inputs}, 0);
     if (spec.tangents) {
       const auto diff = inputs - pass.baselines;
-      velocity = torch::cat({diff, diff}, 0);
+      p.velocity = torch::cat({diff, diff}, 0);
     }
-    all_targets = targets.repeat({grid});
+    p.targets = targets.repeat({grid});
   }
+  return p;
+}
+
+std::int64_t chunk_size(const PathPassSpec& spec, const torch::Tensor& inputs) {
+  return spec.internal_batch > 0 ? spec.internal_batch : default_internal_batch(inputs[0].numel(), inputs.device());
+}
+
+}  // namespace
+
+std::int64_t floor_pass(const Model& model, const PathPassSpec& spec, const torch::Tensor& inputs,
+                        const torch::Tensor& baselines, const torch::Tensor& targets, const Objective& objective) {
+  PathPass pass;
+  const PassPoints p = pass_points(spec, inputs, baselines, targets, pass);
+  const int64_t rows = p.points.size(0);
+  const auto tapped = model.tapped(spec.layers);
+  const int64_t chunk = chunk_size(spec, inputs);
+  torch::AutoGradMode grad_mode(true);
+  for (int64_t start = 0; start < rows; start += chunk) {
+    const int64_t len = std::min(chunk, rows - start);
+    const torch::Tensor x = p.points.narrow(0, start, len).detach().clone().requires_grad_(true);
+    std::vector<torch::Tensor> captured(spec.layers.size());
+    const torch::Tensor f = objective(tapped->forward(x, taps::capture(captured)), p.targets.narrow(0, start, len));
+    std::vector<torch::Tensor> wrt(captured.begin(), captured.end());
+    if (spec.input_grads || wrt.empty()) wrt.push_back(x);
+    (void)torch::autograd::grad({f.sum()}, wrt, {}, /*retain_graph=*/false, /*create_graph=*/false,
+                                /*allow_unused=*/true);
+  }
+  return rows;
+}
+
+PathPass compute_path_pass(const Model& model, const PathPassSpec& spec, const torch::Tensor& inputs,
+                           const torch::Tensor& baselines, const torch::Tensor& targets, const Objective& objective) {
+  PathPass pass;
+  const PassPoints p = pass_points(spec, inputs, baselines, targets, pass);
+  const int64_t batch = inputs.size(0);
+  const auto grid = static_cast<int64_t>(pass.t.size());
+  const torch::Tensor& points = p.points;
+  const torch::Tensor& velocity = p.velocity;
+  const torch::Tensor& all_targets = p.targets;
+  const torch::Tensor& baseline_rows = p.baseline_rows;
   const int64_t rows = points.size(0);  // grid × B, or K + B with a shared baseline
 
   auto tapped = model.tapped(spec.layers);
   const std::size_t n_layers = spec.layers.size();
-  const int64_t chunk = spec.internal_batch > 0 ? spec.internal_batch
-                                                : default_internal_batch(inputs[0].numel(), inputs.device());
+  const int64_t chunk = chunk_size(spec, inputs);
   const auto store_dtype = spec.double_accumulate ? torch::kDouble : inputs.scalar_type();
   std::optional<DualLevel> dual;
   if (spec.tangents) dual.emplace();

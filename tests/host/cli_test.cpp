@@ -183,7 +183,7 @@ TEST(Cli, UsageErrorsExitWith2AndSayWhatIsWrong) {
 TEST(Cli, HelpAndVersionExit0) {
   auto r = galvani_cli("help");
   EXPECT_EQ(r.status, 0) << r.text;
-  for (const char* cmd : {"run", "plugins", "layers", "new-plugin", "version"})
+  for (const char* cmd : {"run", "bench", "plugins", "layers", "new-plugin", "version"})
     EXPECT_NE(r.text.find(cmd), std::string::npos) << cmd << "\n" << r.text;
   EXPECT_NE(r.text.find("Exit status: 0 success, 1 an error in the config"), std::string::npos) << r.text;
   r = galvani_cli("run --help");
@@ -193,6 +193,49 @@ TEST(Cli, HelpAndVersionExit0) {
   EXPECT_EQ(r.status, 0) << r.text;
   EXPECT_EQ(r.text.rfind("galvani ", 0), 0u) << r.text;
   EXPECT_EQ(galvani_cli("--version").text, r.text);
+}
+
+TEST(Cli, BenchTimesEveryMethodAgainstTheFloorAndWritesJson) {
+  const auto dir = galvani::testing::temp_dir();
+  const auto model = two_layer_model();
+  torch::manual_seed(4);
+  galvani::save_tensor(torch::randn({5, 4}), dir + "/x.pt");
+  const std::string head = "[model]\npath = \"" + model + "\"\n[data]\ninputs = \"x.pt\"\n[output]\ndir = \"" + dir +
+                           "/out\"\n";
+  std::ofstream(dir + "/run.toml") << head << "[[methods]]\nplugin = \"conductance\"\nlayers = [\"hidden\"]\n"
+                                   << "steps = 8\n[[methods]]\nplugin = \"activation\"\nlayers = [\"hidden\"]\n"
+                                   << "[[evaluators]]\nplugin = \"completeness\"\n";
+  const auto json = dir + "/timings.json";
+  auto r = galvani_cli("bench " + dir + "/run.toml --repetitions 2 --json " + json + " --quiet --limit 5");
+  ASSERT_EQ(r.status, 0) << r.text;
+  // The table: a header, then conductance, activation and both together, each with its floor.
+  EXPECT_NE(r.text.find("5 inputs on cpu"), std::string::npos) << r.text;
+  EXPECT_NE(r.text.find("× floor"), std::string::npos) << r.text;
+  for (const char* row : {"\nconductance ", "\nactivation ", "\nall methods "})
+    EXPECT_NE(r.text.find(row), std::string::npos) << row << "\n" << r.text;
+  std::ifstream in(json);
+  const auto j = nlohmann::json::parse(in);
+  EXPECT_EQ(j["repetitions"], 2);
+  ASSERT_EQ(j["rows"].size(), 3u);
+  EXPECT_EQ(j["rows"][0]["name"], "conductance");
+  EXPECT_EQ(j["rows"][0]["floor"]["points"], 10 * 5);  // 8 steps and the two endpoints, 5 inputs
+  EXPECT_EQ(j["rows"][0]["time"]["seconds"].size(), 2u);
+  EXPECT_GT(j["rows"][0]["ratio_to_floor"].get<double>(), 0.0);
+  EXPECT_TRUE(j["planning_seconds"].contains("load model"));
+  EXPECT_FALSE(fs::exists(dir + "/out"));  // nothing else is written: no results folder
+  r = galvani_cli("bench " + dir + "/run.toml -r 1 --json '' --quiet --limit 3");
+  ASSERT_EQ(r.status, 0) << r.text;
+  EXPECT_NE(r.text.find("3 inputs on cpu"), std::string::npos) << r.text;
+  // Bad input: a usage error, a config error found while planning (exit 1, nothing timed).
+  r = galvani_cli("bench " + dir + "/run.toml --repetitions 0");
+  EXPECT_EQ(r.status, 2) << r.text;
+  EXPECT_NE(r.text.find("--repetitions"), std::string::npos) << r.text;
+  std::ofstream(dir + "/bad.toml") << head << "[[methods]]\nplugin = \"conductance\"\nlayers = [\"nope\"]\n";
+  r = galvani_cli("bench " + dir + "/bad.toml --json " + dir + "/bad.json");
+  EXPECT_EQ(r.status, 1) << r.text;
+  EXPECT_NE(r.text.find("nope"), std::string::npos) << r.text;
+  EXPECT_EQ(r.text.find("timing "), std::string::npos) << r.text;
+  EXPECT_FALSE(fs::exists(dir + "/bad.json"));
 }
 
 TEST(Cli, AMissingConfigFileIsAUserErrorExit1) {

@@ -1,4 +1,6 @@
 """The Python package against the command line: the same numbers, the same errors, no copies."""
+import os
+import shutil
 import subprocess
 import threading
 import time
@@ -161,6 +163,40 @@ def test_tensors_cross_without_copies_in_the_models_dtype(inputs):
     # float32 by default: the model's dtype.
     r = galvani.Session(str(MODEL)).attribute("activation", inputs[0], layers=["features.1"], progress=False)
     assert r["features.1"].values.dtype == torch.float32
+
+
+def test_a_session_loads_its_model_once_and_reloads_a_changed_file(inputs, tmp_path):
+    x = inputs[0].to(torch.float64)
+    model_file = tmp_path / "model.pt"
+    shutil.copy(MODEL, model_file)
+    s = galvani.Session(str(model_file), dtype="float64")
+    calls = [("conductance", {"layers": ["features.4"], "steps": 8}),
+             ("gradient-x-activation", {"layers": ["features.4", "classifier.2"]}),
+             ("conductance", {"layers": ["features.4"], "steps": 8}),
+             ("deeplift", {"layers": ["classifier.2"]}),
+             ("activation", {"layers": ["classifier.2"]})]
+    for method, kw in calls:  # the kept model (and the graphs it built) gives what a fresh load gives
+        kept = s.attribute(method, x, progress=False, **kw)
+        fresh = galvani.Session(str(model_file), dtype="float64").attribute(method, x, progress=False, **kw)
+        assert list(kept) == list(fresh) == kw["layers"]
+        for layer in fresh:
+            assert torch.equal(kept[layer].values, fresh[layer].values)
+    assert s._loaded.loads == 1
+    with pytest.raises(galvani.ModelError, match="nonexistent"):  # a failed plan keeps the model
+        s.attribute("activation", x, layers=["nonexistent"], progress=False)
+    assert s._loaded.loads == 1
+    before = kept["classifier.2"].values.clone()
+    # The file changes under the session: the next call loads it again.
+    m = torch.jit.load(str(model_file))
+    with torch.no_grad():
+        for p in m.parameters():
+            p.mul_(2.0)
+    m.save(str(model_file))
+    stat = os.stat(model_file)
+    os.utime(model_file, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    after = s.attribute("activation", x, layers=["classifier.2"], progress=False)
+    assert s._loaded.loads == 2
+    assert not torch.equal(after["classifier.2"].values, before)
 
 
 def test_baselines_and_targets_as_tensors_and_keys(inputs):

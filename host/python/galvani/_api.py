@@ -6,6 +6,7 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 import warnings
 import weakref
 
@@ -282,7 +283,8 @@ class Session:
     model: a torch.jit.ScriptModule, a torch.nn.Module (scripted for you, or traced on the first input where
     scripting fails, with a warning), or the path of a TorchScript file. The session uses the model as it is when
     the session is made (a ScriptModule or nn.Module is saved once into a private file); make a new session after
-    changing its weights.
+    changing its weights. The engine loads the model on the first call and keeps it, with the graphs it builds for
+the layers asked for, for the calls after; calls on one session run one at a time.
 
     The keyword arguments are the [model], [data] and [run] keys of a config file (docs/config.md): device ("cpu",
     "cuda", "cuda:N"), dtype ("float32", "float64" or None: the model's), output ("logit", "probability",
@@ -295,6 +297,8 @@ class Session:
                  vocabulary=None, training=None, linear=None, threads=None, shard_size=None, precision=None,
                  backend=None, plugin_paths=None):
         self._model = _ModelFile(model)
+        self._loaded = _galvani.ModelCache()  # the engine's model, loaded on the first call and kept
+        self._lock = threading.Lock()  # one call at a time on the kept model
         self.model_settings = {"device": device, "dtype": dtype, "output": output, "output_element": output_element,
                                "training": training, "linear": linear, "backend": backend}
         self.data_settings = {"path_layer": path_layer,
@@ -326,7 +330,8 @@ class Session:
             tree["output"] = {"dir": os.fspath(output_dir)}
         if self.plugin_paths:
             tree["plugin_paths"] = self.plugin_paths
-        return _galvani.plan_tree(tree, os.getcwd(), "<Session arguments>", inputs, base_tensor, target_tensor)
+        return _galvani.plan_tree(tree, os.getcwd(), "<Session arguments>", inputs, base_tensor, target_tensor,
+                                  self._loaded)
 
     def attribute(self, method, inputs, *, layers=None, baselines="zeros", target="predicted", steps=None,
                   unit=None, path=None, internal_batch=None, limit=None, progress=None, **options):
@@ -344,8 +349,8 @@ class Session:
             raise ConfigError(f"method: expected a method plugin's name (a string), got {type(method).__name__}")
         entry = dict(options, plugin=method, layers=_layer_names(layers), steps=steps, unit=unit, path=path,
                      internal_batch=internal_batch)
-        planned = self._plan(inputs, baselines, target, [entry], None, limit, None)
-        run = _execute(planned, progress)
+        with self._lock:
+            run = _execute(self._plan(inputs, baselines, target, [entry], None, limit, None), progress)
         return Result(run, options.get("name", method))
 
     def compare(self, methods, inputs, *, baselines="zeros", target="predicted", evaluators=(), limit=None,
@@ -353,12 +358,14 @@ class Session:
         """Runs several methods (sharing their passes over the same path) and evaluators, as one config's
         [[methods]] and [[evaluators]] would: each a method name or a dict of its keys ({"plugin": "conductance",
         "layers": [...], "steps": 50, ...}). Returns RunResults; `write()` it to get the report."""
-        planned = self._plan(inputs, baselines, target, *_entries(methods, evaluators), limit, output_dir)
-        return RunResults(_execute(planned, progress))
+        with self._lock:
+            planned = self._plan(inputs, baselines, target, *_entries(methods, evaluators), limit, output_dir)
+            return RunResults(_execute(planned, progress))
 
     def plan(self, methods, inputs, *, baselines="zeros", target="predicted", evaluators=(), limit=None):
         """What compare() would do, as `galvani run --dry-run` prints it; computes nothing."""
-        return self._plan(inputs, baselines, target, *_entries(methods, evaluators), limit, None).describe()
+        with self._lock:
+            return self._plan(inputs, baselines, target, *_entries(methods, evaluators), limit, None).describe()
 
     def layers(self, example_input=None):
         """The model's layers (Layer records); with an example input, their output shapes too."""

@@ -57,6 +57,14 @@ GALVANI_API PathPass compute_path_pass(const Model& model, const PathPassSpec& s
                                        const torch::Tensor& baselines, const torch::Tensor& targets,
                                        const Objective& objective);
 
+/// The floor of a pass, for benchmarks (`galvani bench`, benchmarks/): the same grid points as
+/// compute_path_pass in the same chunks, one forward with the layers captured and one backward to them (and to the
+/// input where the spec asks for input gradients) per chunk, nothing kept and no tangents. Returns the number of
+/// points it ran.
+GALVANI_API std::int64_t floor_pass(const Model& model, const PathPassSpec& spec, const torch::Tensor& inputs,
+                                    const torch::Tensor& baselines, const torch::Tensor& targets,
+                                    const Objective& objective);
+
 /// The default number of grid points per chunk for a model, chosen by measurement (docs/benchmarks.md).
 GALVANI_API std::int64_t default_internal_batch(std::int64_t sample_numel);
 /// The same for a device: on CUDA, chunks of up to 2^24 values (at most 1024 points), enough rows per kernel to

@@ -1,8 +1,11 @@
 // The plan: a config turned into constructed components, the run's data, shared passes and a shard schedule.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -84,9 +87,30 @@ struct Plan {
 std::vector<LayerInfo> list_layers(PluginHost& host, const std::string& backend, const std::string& path,
                                    const ModelOptions& options, torch::Tensor example);
 
+/// One model kept from plan to plan, for callers that plan many runs on the same model (a Python Session): the
+/// load, the evaluation-mode rewrite and every tapped forward the model builds and caches are done once. The model
+/// is reloaded when the [model] section or the file (size, modification time) changes. Thread-safe.
+class ModelCache {
+ public:
+  /// The kept model when it was loaded for the same [model] section and file, else `load()`'s, which is kept.
+  std::shared_ptr<Model> get(const ModelConfig& config, const std::function<std::shared_ptr<Model>()>& load);
+  /// How many times a model was loaded.
+  std::size_t loads() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return loads_;
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::size_t loads_ = 0;
+  std::string key_;
+  std::shared_ptr<Model> model_;
+};
+
 /// Builds the plan: loads extra plugins, the model, data and targets; constructs every component from its
 /// options (unknown keys → ConfigError naming the key); validates layers; groups methods into shared passes;
-/// sizes the shards. Adds the seconds each planning stage took to `timings` when given.
-Plan make_plan(const RunConfig& config, PluginHost& host, Timings* timings = nullptr);
+/// sizes the shards. Adds the seconds each planning stage took to `timings` when given; takes the model from
+/// `models` when it holds it for this config (and keeps it there), loads it otherwise.
+Plan make_plan(const RunConfig& config, PluginHost& host, Timings* timings = nullptr, ModelCache* models = nullptr);
 
 }  // namespace galvani::core
