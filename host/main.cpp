@@ -209,6 +209,9 @@ int cmd_run(const RunArgs& a) {
       std::cerr << "  " << std::left << std::setw(24) << r.method << std::setw(20) << r.layer;
       if (r.delta.defined())
         std::cerr << " mean |delta| = " << r.delta.abs().mean().item<double>();
+      if (const auto p = r.extras.find("points"); p != r.extras.end())  // steps = "auto"
+        std::cerr << "  path points per input: mean " << p->second.to(torch::kDouble).mean().item<double>()
+                  << ", max " << p->second.max().item<std::int64_t>();
       std::cerr << "\n";
     }
   }

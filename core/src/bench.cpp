@@ -91,12 +91,7 @@ nlohmann::json timing_json(const Timing& t) {
 }  // namespace
 
 std::int64_t run_floor(const Plan& plan, const PassGroup& g) {
-  PathPassSpec spec;
-  spec.layers = g.layers;
-  spec.path = g.path.get();
-  spec.steps = g.steps;
-  spec.input_grads = g.input_grads;
-  spec.internal_batch = g.internal_batch;
+  const PathPassSpec spec = g.spec(/*double_accumulate=*/false);  // the floor computes no tangents and keeps nothing
   std::vector<std::int64_t> points(plan.schedule.shards());
   for_each_shard(plan.schedule, [&](const ShardRange& r) {
     points[r.index] = floor_pass(*plan.model, spec, plan.inputs.narrow(0, r.start, r.length),

@@ -69,6 +69,30 @@ torch::Device parse_device(const std::string& text) {
 // Method and evaluator names become folders (attributions/<name>/, tables/<name>/): letters, digits and
 // "._+-", not starting with '.' or '-', at most 64 characters. Two names that differ only in case would share
 // a folder on case-insensitive file systems, so they collide too.
+// steps = "auto" and its keys; a number of steps (or no steps) leaves it off.
+AdaptiveSteps parse_adaptive(const Options& o) {
+  AdaptiveSteps a;
+  const auto raw = o.has("steps") ? o.get_raw("steps") : std::nullopt;
+  if (raw && raw->kind == OptionValue::Kind::String) {
+    if (raw->s != "auto")
+      throw ConfigError(o.key_path("steps") + ": expected an integer or \"auto\", got \"" + raw->s + "\"");
+    a.on = true;
+  }
+  for (const char* key : {"tolerance", "min_steps", "max_steps"})
+    if (!a.on && o.has(key))
+      throw ConfigError(o.key_path(key) + ": only with steps = \"auto\" (it sets how far each input's path is "
+                        "refined)");
+  if (!a.on) return a;
+  a.tolerance = o.get_double_in("tolerance", a.tolerance, 1e-12, 1.0);
+  a.min_steps = static_cast<int>(o.get_int_in("min_steps", a.min_steps, 1, 100000));
+  a.max_steps = static_cast<int>(o.get_int_in("max_steps", a.max_steps, 1, 100000));
+  if (a.max_steps < 2 * a.min_steps)
+    throw ConfigError(o.key_path("max_steps") + ": " + std::to_string(a.max_steps) + " leaves no level after "
+                      "min_steps = " + std::to_string(a.min_steps) + " to compare with; give at least " +
+                      std::to_string(2 * a.min_steps));
+  return a;
+}
+
 std::string check_folder_name(const std::string& where, const std::string& name) {
   const std::string rule = "use letters, digits and . _ + - (not first: . or -), at most 64 characters";
   if (name.empty()) throw ConfigError(where + ": empty; " + rule);
@@ -204,7 +228,9 @@ RunConfig build(const OptionValue& root, const std::string& base_dir, const std:
                           "on some file systems are); give each entry a distinct name");
       mc.layers = o.get_strings("layers", {});
       mc.path = o.get_string("path", mc.path);
-      mc.steps = static_cast<int>(o.get_int_in("steps", mc.steps, 1, 100000));
+      mc.adaptive = parse_adaptive(o);
+      mc.steps = mc.adaptive.on ? mc.adaptive.levels().back()
+                                : static_cast<int>(o.get_int_in("steps", mc.steps, 1, 100000));
       mc.internal_batch = o.get_int_in("internal_batch", 0, 0, 1 << 24);
       mc.unit = o.get_choice("unit", "neuron", {"neuron", "filter", "layer"});
       cfg.methods.push_back(std::move(mc));
@@ -292,6 +318,18 @@ RunConfig parse_config_file(const std::string& path) {
   text << in.rdbuf();
   const auto base = fs::absolute(path, ec).parent_path().string();
   return parse_config_string(text.str(), base, path);
+}
+
+std::vector<int> AdaptiveSteps::levels() const {
+  std::vector<int> out;
+  for (long n = min_steps; n <= max_steps; n *= 2) out.push_back(static_cast<int>(n));
+  return out;
+}
+
+std::string AdaptiveSteps::describe() const {
+  std::ostringstream out;
+  out << "auto (tolerance " << tolerance << ", " << min_steps << " to " << levels().back() << " steps)";
+  return out.str();
 }
 
 }  // namespace galvani::core

@@ -57,16 +57,17 @@ class ShardOutputs {
 // The context a method sees for one shard.
 class ShardContext : public MethodContext {
  public:
+  /// `steps`: the level an adaptive pass runs at (0: the method's own steps).
   ShardContext(const Workload& w, const PlannedMethod& m, const ShardData& d, const PathPass* pass,
-               ShardOutputs* outputs)
-      : w_(w), m_(m), d_(d), pass_(pass), outputs_(outputs) {}
+               ShardOutputs* outputs, int steps = 0)
+      : w_(w), m_(m), d_(d), pass_(pass), outputs_(outputs), steps_(steps) {}
   const Model& model() const override { return w_.model; }
   const torch::Tensor& inputs() const override { return d_.x; }
   const torch::Tensor& baselines() const override { return d_.xb; }
   const torch::Tensor& targets() const override { return d_.targets; }
   const Objective& objective() const override { return w_.plan.objective; }
   const PathGenerator& path() const override { return *m_.path; }
-  int steps() const override { return m_.config.steps; }
+  int steps() const override { return steps_ > 0 ? steps_ : m_.config.steps; }
   std::int64_t internal_batch() const override { return m_.config.internal_batch; }
   bool double_precision() const override { return w_.plan.config.run.double_precision; }
   std::int64_t offset() const override { return d_.offset; }
@@ -91,6 +92,7 @@ class ShardContext : public MethodContext {
   const ShardData& d_;
   const PathPass* pass_;
   ShardOutputs* outputs_;
+  int steps_;
 };
 
 // Checks one method's attributions against the shard and the layer shapes.
@@ -151,6 +153,134 @@ struct ShardResult {
   Timings timings;
 };
 
+using Guard = std::function<void(std::size_t, const std::function<void()>&)>;
+
+// One method's attributions over the rows of a shard, assembled from the levels of an adaptive pass: each row
+// takes the values of the level where it converged.
+class Assembly {
+ public:
+  // Takes rows `done` (indices into `level`'s rows) of `level` into shard rows `rows`.
+  void take(const std::vector<Attribution>& level, const torch::Tensor& done, const torch::Tensor& rows,
+            std::int64_t batch) {
+    if (parts_.empty())
+      for (const auto& a : level) {
+        Attribution p = a;
+        p.values = blank(a.values, batch);
+        p.delta = a.delta.defined() ? blank(a.delta, batch) : torch::Tensor();
+        p.extras.clear();
+        for (const auto& [key, t] : a.extras) p.extras[key] = blank(t, batch);
+        parts_.push_back(std::move(p));
+      }
+    for (std::size_t k = 0; k < level.size(); ++k) {
+      const auto put = [&](torch::Tensor& into, const torch::Tensor& from) {
+        into.index_copy_(0, rows.to(into.device()), from.index_select(0, done.to(from.device())).to(into.dtype()));
+      };
+      put(parts_[k].values, level[k].values);
+      if (level[k].delta.defined()) put(parts_[k].delta, level[k].delta);
+      for (const auto& [key, t] : level[k].extras) put(parts_[k].extras.at(key), t);
+    }
+  }
+  std::vector<Attribution> release() { return std::move(parts_); }
+
+ private:
+  static torch::Tensor blank(const torch::Tensor& like, std::int64_t batch) {
+    auto sizes = like.sizes().vec();
+    sizes[0] = batch;
+    return torch::zeros(sizes, like.options());
+  }
+  std::vector<Attribution> parts_;
+};
+
+// The attributions of one level for rows `keep` only (the rows still refining).
+std::vector<Attribution> select_rows(const std::vector<Attribution>& level, const torch::Tensor& keep) {
+  std::vector<Attribution> out = level;
+  for (auto& a : out) {
+    a.values = a.values.index_select(0, keep.to(a.values.device()));
+    if (a.delta.defined()) a.delta = a.delta.index_select(0, keep.to(a.delta.device()));
+    for (auto& [key, t] : a.extras) t = t.index_select(0, keep.to(t.device()));
+  }
+  return out;
+}
+
+// A pass group with steps = "auto": its levels, each a pass over the shard's rows not yet converged and every
+// method of the group on it; a row is done when no method's attributions at any layer moved by more than
+// tolerance × |F(x) − F(x′)| (L1 over the units) since the level before, or at the last level. Every
+// attribution gets the extra "points": the grid points its row's path was evaluated at, over all levels.
+void run_adaptive_group(const Workload& w, const PassGroup& g, const ShardData& d, ShardOutputs& outputs,
+                        ShardResult& o, MethodFailures* failures, const Guard& guarded) {
+  const std::int64_t batch = d.x.size(0);
+  const auto index = torch::TensorOptions().dtype(torch::kLong);
+  torch::Tensor active = torch::arange(batch, index);  // shard rows still refining
+  torch::Tensor points = torch::zeros({batch}, index);
+  std::map<std::size_t, std::vector<Attribution>> previous;  // per method: the last level, rows of `active`
+  torch::Tensor previous_change;  // per row of `active`: the change the level before measured (from level 2 on)
+  std::map<std::size_t, Assembly> assembled;
+  const auto levels = g.adaptive.levels();
+  for (std::size_t level = 0; level < levels.size() && active.size(0) > 0; ++level) {
+    const bool last = level + 1 == levels.size();
+    const auto on_device = active.to(d.x.device());
+    const ShardData sub{d.x.index_select(0, on_device), d.xb.index_select(0, on_device),
+                        d.targets.index_select(0, on_device), d.offset};
+    auto spec = g.spec(w.plan.config.run.double_precision);
+    spec.steps = levels[level];
+    const auto t0 = Clock::now();
+    const PathPass pass = compute_path_pass(w.model, spec, sub.x, sub.xb, sub.targets, w.plan.objective);
+    o.timings["pass [" + g.key + "]"] += seconds_since(t0);
+    if (level == 0 && !outputs.complete() && torch::equal(pass.baselines, d.xb))
+      outputs.provide(pass.f_input(), pass.f_baseline());
+    points.index_add_(0, active, torch::full({active.size(0)}, static_cast<std::int64_t>(pass.t.size()), index));
+    const auto scale = (pass.f_input() - pass.f_baseline()).abs().to(torch::kCPU, torch::kDouble).clamp_min(1e-12);
+    auto change = torch::zeros({active.size(0)}, torch::TensorOptions().dtype(torch::kDouble));
+    std::map<std::size_t, std::vector<Attribution>> current;
+    for (auto i : g.methods)
+      guarded(i, [&] {
+        const auto& m = w.methods[i];
+        const auto t1 = Clock::now();
+        ShardContext ctx(w, m, sub, &pass, nullptr, levels[level]);
+        auto atts = call_plugin(m.plugin, [&] { return m.method->attribute(ctx, m.config.layers); });
+        o.timings["method " + m.config.name] += seconds_since(t1);
+        for (const auto& a : atts) check_attribution(m, a, active.size(0));
+        const auto prev = previous.find(i);
+        if (m.needs.path && prev != previous.end()) {
+          if (prev->second.size() != atts.size())
+            throw PluginError(m.plugin, "method '" + m.config.name + "' returned " + std::to_string(atts.size()) +
+                                            " attributions at " + std::to_string(levels[level]) + " steps and " +
+                                            std::to_string(prev->second.size()) + " at the level before");
+          for (std::size_t k = 0; k < atts.size(); ++k) {
+            const auto moved = (atts[k].values.to(torch::kDouble) - prev->second[k].values.to(torch::kDouble))
+                                   .abs().flatten(1).sum(1).cpu();
+            change = torch::maximum(change, moved / scale);
+          }
+        }
+        current[i] = std::move(atts);
+      });
+    // The error estimate: this level's change, and at least half the change before (a path whose kinks made two
+    // levels agree by chance after a large step does not stop there). Rules on kinked paths converge like 1/n,
+    // so the finer level's error is about the change itself: a row stops at half the tolerance (measured on the
+    // example CNN and ReLU MLPs, docs/config.md). The first level has nothing to compare with; the last takes
+    // every row left.
+    const auto estimate = previous_change.defined() ? torch::maximum(change, previous_change / 2) : change;
+    const auto done_mask = last ? torch::ones({active.size(0)}, torch::kBool)
+                                : (level == 0 ? torch::zeros({active.size(0)}, torch::kBool)
+                                              : estimate.le(g.adaptive.tolerance / 2));
+    const auto done = done_mask.nonzero().flatten();
+    const auto keep = done_mask.logical_not().nonzero().flatten();
+    for (auto& [i, atts] : current) {
+      if (failures && failures->failed(i)) continue;
+      assembled[i].take(atts, done, active.index_select(0, done), batch);
+      previous[i] = select_rows(atts, keep);
+    }
+    active = active.index_select(0, keep);
+    if (level > 0) previous_change = change.index_select(0, keep);
+  }
+  for (auto i : g.methods) {
+    if (failures && failures->failed(i)) continue;
+    auto parts = assembled[i].release();
+    for (auto& a : parts) a.extras["points"] = points.to(a.values.device());
+    o.per_method[i] = std::move(parts);
+  }
+}
+
 ShardResult run_shard(const Workload& w, const ShardRange& r, MethodFailures* failures) {
   ShardResult o;
   o.per_method.resize(w.methods.size());
@@ -180,15 +310,17 @@ ShardResult run_shard(const Workload& w, const ShardRange& r, MethodFailures* fa
   for (const auto& g : w.groups) {
     if (failures && std::all_of(g.methods.begin(), g.methods.end(), [&](std::size_t i) { return failures->failed(i); }))
       continue;
+    if (g.adaptive.on) {
+      try {
+        run_adaptive_group(w, g, d, outputs, o, failures, guarded);
+      } catch (const std::exception& e) {  // a level's pass failed
+        if (!failures) throw;
+        for (auto i : g.methods) failures->add(i, std::string("its shared pass [") + g.key + "] failed: " + e.what());
+      }
+      continue;
+    }
     const auto t0 = Clock::now();
-    PathPassSpec spec;
-    spec.layers = g.layers;
-    spec.path = g.path.get();
-    spec.steps = g.steps;
-    spec.tangents = g.tangents;
-    spec.input_grads = g.input_grads;
-    spec.internal_batch = g.internal_batch;
-    spec.double_accumulate = w.plan.config.run.double_precision;
+    const PathPassSpec spec = g.spec(w.plan.config.run.double_precision);
     std::optional<PathPass> computed;
     try {
       computed.emplace(compute_path_pass(w.model, spec, d.x, d.xb, d.targets, w.plan.objective));

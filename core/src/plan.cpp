@@ -145,6 +145,11 @@ PlannedMethod plan_method(const MethodConfig& mc, const Registry& reg, const Mod
     pm.method->validate(check);
     return 0;
   });
+  if (mc.adaptive.on && !pm.needs.path)
+    throw ConfigError(mc.options.key_path("steps") + ": \"auto\" refines the shared pass along a path, and method '" +
+                      mc.name + "' " + (pm.needs.endpoints ? "needs its endpoints only" : "runs passes of its own") +
+                      (mc.plugin == "conductance" ? " (conductance of chosen neurons or filters)" : "") +
+                      "; give a number of steps");
   return pm;
 }
 
@@ -257,7 +262,8 @@ void check_memory(const Plan& plan) {
   throw ConfigError("the run would hold about " + gib(needed) + " of path data at once (" + std::to_string(at_once) +
                     " shard(s) of " + std::to_string(plan.schedule.shard_size) + " inputs, every path point's "
                     "activations and gradients at the methods' layers), more than the " + gib(available) +
-                    " of memory available; lower [run] shard_size or [run] threads, or the methods' steps");
+                    " of memory available; lower [run] shard_size or [run] threads, or the methods' steps (max_steps with "
+                    "steps = \"auto\")");
 }
 
 }  // namespace
@@ -265,6 +271,18 @@ void check_memory(const Plan& plan) {
 ShardSchedule ShardSchedule::over(std::int64_t n) const {
   ShardSchedule s = *this;
   s.inputs = std::min(n, inputs);
+  return s;
+}
+
+PathPassSpec PassGroup::spec(bool double_accumulate) const {
+  PathPassSpec s;
+  s.layers = layers;
+  s.path = path.get();
+  s.steps = steps;
+  s.tangents = tangents;
+  s.input_grads = input_grads;
+  s.internal_batch = internal_batch;
+  s.double_accumulate = double_accumulate;
   return s;
 }
 
@@ -277,7 +295,8 @@ std::vector<PassGroup> group_methods(const std::vector<PlannedMethod>& methods) 
       if (m.needs.endpoints) endpoint_only.push_back(i);
       continue;
     }
-    const std::string key = "path: " + m.path->describe() + ", steps=" + std::to_string(m.config.steps) +
+    const std::string key = "path: " + m.path->describe() + ", steps=" +
+                            (m.config.adaptive.on ? m.config.adaptive.describe() : std::to_string(m.config.steps)) +
                             (m.config.internal_batch ? ", internal_batch=" + std::to_string(m.config.internal_batch) : "");
     auto it = std::find_if(groups.begin(), groups.end(), [&](const PassGroup& g) { return g.key == key; });
     if (it == groups.end()) {
@@ -285,6 +304,7 @@ std::vector<PassGroup> group_methods(const std::vector<PlannedMethod>& methods) 
       g.key = key;
       g.path = m.path;
       g.steps = m.config.steps;
+      g.adaptive = m.config.adaptive;
       g.internal_batch = m.config.internal_batch;
       groups.push_back(g);
       it = groups.end() - 1;
@@ -321,7 +341,9 @@ std::string Plan::describe() const {
     for (const auto& l : g.layers) out << " " << l;
     const std::int64_t grid = group_grid(g);
     const std::int64_t chunk = g.internal_batch > 0 ? g.internal_batch : default_internal_batch(inputs[0].numel(), inputs.device());
-    out << "\n  ~" << grid << " points per input, " << chunk << " points per forward+backward"
+    out << "\n  " << (g.adaptive.on ? "up to " : "~") << grid << " points per input"
+        << (g.adaptive.on ? " (each input's path refined level by level until it converges)" : "") << ", " << chunk
+        << " points per forward+backward"
         << (g.tangents ? ", with tangents (JVP)" : "") << (g.input_grads ? ", with input gradients" : "")
         << "\n  methods:";
     for (auto i : g.methods) out << " " << methods[i].config.name;

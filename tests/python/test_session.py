@@ -199,6 +199,23 @@ def test_a_session_loads_its_model_once_and_reloads_a_changed_file(inputs, tmp_p
     assert not torch.equal(after["classifier.2"].values, before)
 
 
+def test_adaptive_steps_from_python(inputs, cli, tmp_path):
+    x = inputs[0].to(torch.float64)
+    s = galvani.Session(str(MODEL), dtype="float64")
+    r = s.attribute("nig", x, layers=["features.4"], steps="auto", tolerance=0.5, max_steps=64, progress=False)
+    points = r["features.4"].extras["points"]
+    assert points.shape == (N,) and points.dtype == torch.long
+    assert points.min() >= 10 + 18 and points.max() <= 10 + 18 + 34 + 66
+    # The same numbers as the command line's.
+    m = {"plugin": "nig", "layers": ["features.4"], "steps": "auto", "tolerance": 0.5, "max_steps": 64}
+    cfg = write_config(tmp_path / "auto.toml", inputs[1], [m])
+    subprocess.run([cli, "run", str(cfg), "--out", str(tmp_path / "out"), "--quiet"], check=True)
+    assert torch.equal(r["features.4"].values, cli_values(tmp_path / "out", "nig", "features.4"))
+    assert torch.equal(points, cli_values(tmp_path / "out", "nig", "features.4", ".points"))
+    with pytest.raises(galvani.ConfigError, match="tolerance: only with steps"):
+        s.attribute("nig", x, layers=["features.4"], steps=16, tolerance=0.5, progress=False)
+
+
 def test_baselines_and_targets_as_tensors_and_keys(inputs):
     x = inputs[0]
     s = galvani.Session(str(MODEL), dtype="float64")

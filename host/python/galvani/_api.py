@@ -343,6 +343,8 @@ the layers asked for, for the calls after; calls on one session run one at a tim
         [1, ...]). target: "predicted", a class index or a tensor of classes [N]. steps, unit ("neuron", "filter",
         "layer"), path (a path plugin), internal_batch and every option of the method and its path (rule="gausslegendre",
         neurons=[...], nonlinear_rule=...) as keyword arguments: checked as the config's [[methods]] keys are.
+        steps="auto" (with tolerance, min_steps, max_steps) refines each input's path as far as it needs; the
+        points each input used are in extras["points"].
         progress: None shows a bar on work longer than 2 s when tqdm is installed, True always, False never, or
         a function(stage, done, total)."""
         if not isinstance(method, str):

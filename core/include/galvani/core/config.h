@@ -66,13 +66,29 @@ struct DataConfig {
   std::string vocabulary;
 };
 
+/// steps = "auto": every input's path refined level by level — min_steps, 2·min_steps, 4·min_steps, … up to
+/// max_steps — until the estimated error of its attributions (every method of the shared pass, every layer: the
+/// L1 norm over the units of the change between two levels, and half the change before) is at most
+/// tolerance / 2 × |F(x) − F(x′)|. Levels run only the inputs still refining.
+struct AdaptiveSteps {
+  bool on = false;
+  double tolerance = 0.2;
+  int min_steps = 8;
+  int max_steps = 512;
+  /// The levels' step counts.
+  std::vector<int> levels() const;
+  /// "auto (tolerance 0.001, 8 to 256 steps)"
+  std::string describe() const;
+};
+
 /// One `[[methods]]` entry. The keys below are read by the host; the rest belong to the path and method.
 struct MethodConfig {
   std::string plugin;
   std::string name;                 ///< defaults to the plugin name; must be unique in a run
   std::vector<std::string> layers;
   std::string path = "straight-line";
-  int steps = 50;
+  int steps = 50;                   ///< with steps = "auto": the largest level's
+  AdaptiveSteps adaptive;
   std::int64_t internal_batch = 0;  ///< 0 = the default chosen by measurement
   std::string unit = "neuron";      ///< "neuron", "filter" or "layer"
   Options options;                  ///< the whole table, for the path and method factories

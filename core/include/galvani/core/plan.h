@@ -15,6 +15,7 @@
 #include "galvani/evaluator.h"
 #include "galvani/method.h"
 #include "galvani/model.h"
+#include "galvani/passes.h"
 #include "galvani/path.h"
 
 namespace galvani::core {
@@ -32,12 +33,15 @@ struct PlannedMethod {
 struct PassGroup {
   std::string key;                  ///< "path: <description>, steps=N" or "endpoints"
   std::shared_ptr<PathGenerator> path;  ///< null for endpoints only
-  int steps = 0;
+  int steps = 0;                    ///< with adaptive steps: the largest level's
+  AdaptiveSteps adaptive;
   std::int64_t internal_batch = 0;
   bool tangents = false;
   bool input_grads = false;
   std::vector<std::string> layers;
   std::vector<std::size_t> methods; ///< indices into the method list the groups were made from
+  /// The pass this group runs (at `steps`; an adaptive pass sets each level's).
+  PathPassSpec spec(bool double_accumulate) const;
 };
 
 /// Groups `methods` into shared passes: one group per distinct path; methods that need endpoints only join the
