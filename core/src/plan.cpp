@@ -341,10 +341,16 @@ std::string Plan::describe() const {
     for (const auto& l : g.layers) out << " " << l;
     const std::int64_t grid = group_grid(g);
     const std::int64_t chunk = g.internal_batch > 0 ? g.internal_batch : default_internal_batch(inputs[0].numel(), inputs.device());
-    out << "\n  " << (g.adaptive.on ? "up to " : "~") << grid << " points per input"
-        << (g.adaptive.on ? " (each input's path refined level by level until it converges)" : "") << ", " << chunk
-        << " points per forward+backward"
-        << (g.tangents ? ", with tangents (JVP)" : "") << (g.input_grads ? ", with input gradients" : "")
+    if (g.adaptive.on) {  // every level's points, for an input that converges at none
+      std::int64_t all = 0;
+      for (int steps : g.adaptive.levels())
+        all += static_cast<std::int64_t>(g.path->quadrature(steps).alphas.size()) + 2;
+      out << "\n  up to " << all << " points per input (levels of up to " << grid
+          << " points, each input's path refined until it converges), " << chunk << " points per forward+backward";
+    } else {
+      out << "\n  ~" << grid << " points per input, " << chunk << " points per forward+backward";
+    }
+    out << (g.tangents ? ", with tangents (JVP)" : "") << (g.input_grads ? ", with input gradients" : "")
         << "\n  methods:";
     for (auto i : g.methods) out << " " << methods[i].config.name;
     const double bytes = group_layer_bytes(*this, g);  // act, grad (and tangent) for every grid point
