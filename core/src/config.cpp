@@ -66,9 +66,6 @@ torch::Device parse_device(const std::string& text) {
   return *d;
 }
 
-// Method and evaluator names become folders (attributions/<name>/, tables/<name>/): letters, digits and
-// "._+-", not starting with '.' or '-', at most 64 characters. Two names that differ only in case would share
-// a folder on case-insensitive file systems, so they collide too.
 // steps = "auto" and its keys; a number of steps (or no steps) leaves it off.
 AdaptiveSteps parse_adaptive(const Options& o) {
   AdaptiveSteps a;
@@ -93,6 +90,9 @@ AdaptiveSteps parse_adaptive(const Options& o) {
   return a;
 }
 
+// Method and evaluator names become folders (attributions/<name>/, tables/<name>/): letters, digits and
+// "._+-", not starting with '.' or '-', at most 64 characters. Two names that differ only in case would share
+// a folder on case-insensitive file systems, so they collide too.
 std::string check_folder_name(const std::string& where, const std::string& name) {
   const std::string rule = "use letters, digits and . _ + - (not first: . or -), at most 64 characters";
   if (name.empty()) throw ConfigError(where + ": empty; " + rule);

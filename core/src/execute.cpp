@@ -155,6 +155,17 @@ struct ShardResult {
 
 using Guard = std::function<void(std::size_t, const std::function<void()>&)>;
 
+// Method `m` on rows `d` (with the shared pass, or the outputs it may provide), timed into `timings`; `steps`:
+// the level of an adaptive pass (0: the method's own).
+std::vector<Attribution> call_method(const Workload& w, const PlannedMethod& m, const ShardData& d,
+                                     const PathPass* pass, ShardOutputs* outputs, Timings& timings, int steps = 0) {
+  const auto t0 = Clock::now();
+  ShardContext ctx(w, m, d, pass, outputs, steps);
+  auto atts = call_plugin(m.plugin, [&] { return m.method->attribute(ctx, m.config.layers); });
+  timings["method " + m.config.name] += seconds_since(t0);
+  return atts;
+}
+
 // One method's attributions over the rows of a shard, assembled from the levels of an adaptive pass: each row
 // takes the values of the level where it converged.
 class Assembly {
@@ -203,16 +214,17 @@ std::vector<Attribution> select_rows(const std::vector<Attribution>& level, cons
 }
 
 // A pass group with steps = "auto": its levels, each a pass over the shard's rows not yet converged and every
-// method of the group on it; a row is done when no method's attributions at any layer moved by more than
-// tolerance × |F(x) − F(x′)| (L1 over the units) since the level before, or at the last level. Every
-// attribution gets the extra "points": the grid points its row's path was evaluated at, over all levels.
+// method of the group on it; a row is done when its estimated error (below: how far the path methods'
+// attributions at every layer moved since the level before, L1 over the units, and half the move before that)
+// is at most tolerance / 2 × |F(x) − F(x′)|, or at the last level. Every attribution gets the extra "points":
+// the grid points its row's path was evaluated at, over all levels.
 void run_adaptive_group(const Workload& w, const PassGroup& g, const ShardData& d, ShardOutputs& outputs,
                         ShardResult& o, MethodFailures* failures, const Guard& guarded) {
   const std::int64_t batch = d.x.size(0);
   const auto index = torch::TensorOptions().dtype(torch::kLong);
   torch::Tensor active = torch::arange(batch, index);  // shard rows still refining
   torch::Tensor points = torch::zeros({batch}, index);
-  std::map<std::size_t, std::vector<Attribution>> previous;  // per method: the last level, rows of `active`
+  std::map<std::size_t, std::vector<Attribution>> previous;  // per path method: the last level, rows of `active`
   torch::Tensor previous_change;  // per row of `active`: the change the level before measured (from level 2 on)
   std::map<std::size_t, Assembly> assembled;
   const auto levels = g.adaptive.levels();
@@ -235,10 +247,7 @@ void run_adaptive_group(const Workload& w, const PassGroup& g, const ShardData& 
     for (auto i : g.methods)
       guarded(i, [&] {
         const auto& m = w.methods[i];
-        const auto t1 = Clock::now();
-        ShardContext ctx(w, m, sub, &pass, nullptr, levels[level]);
-        auto atts = call_plugin(m.plugin, [&] { return m.method->attribute(ctx, m.config.layers); });
-        o.timings["method " + m.config.name] += seconds_since(t1);
+        auto atts = call_method(w, m, sub, &pass, nullptr, o.timings, levels[level]);
         for (const auto& a : atts) check_attribution(m, a, active.size(0));
         const auto prev = previous.find(i);
         if (m.needs.path && prev != previous.end()) {
@@ -268,7 +277,7 @@ void run_adaptive_group(const Workload& w, const PassGroup& g, const ShardData& 
     for (auto& [i, atts] : current) {
       if (failures && failures->failed(i)) continue;
       assembled[i].take(atts, done, active.index_select(0, done), batch);
-      previous[i] = select_rows(atts, keep);
+      if (w.methods[i].needs.path) previous[i] = select_rows(atts, keep);  // endpoint methods do not refine
     }
     active = active.index_select(0, keep);
     if (level > 0) previous_change = change.index_select(0, keep);
@@ -299,13 +308,7 @@ ShardResult run_shard(const Workload& w, const ShardRange& r, MethodFailures* fa
     }
   };
   const auto attribute = [&](std::size_t i, const PathPass* pass, ShardOutputs* provided) {
-    guarded(i, [&] {
-      const auto& m = w.methods[i];
-      const auto t0 = Clock::now();
-      ShardContext ctx(w, m, d, pass, provided);
-      o.per_method[i] = call_plugin(m.plugin, [&] { return m.method->attribute(ctx, m.config.layers); });
-      o.timings["method " + m.config.name] += seconds_since(t0);
-    });
+    guarded(i, [&] { o.per_method[i] = call_method(w, w.methods[i], d, pass, provided, o.timings); });
   };
   for (const auto& g : w.groups) {
     if (failures && std::all_of(g.methods.begin(), g.methods.end(), [&](std::size_t i) { return failures->failed(i); }))
